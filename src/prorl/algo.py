@@ -1,0 +1,171 @@
+"""The ProRL objective as pure tensor functions.
+
+GRPO with the DAPO pieces and a KL penalty, as in ProRL (arXiv 2505.24864):
+
+    loss = aggregate(policy_loss) + beta * aggregate(kl_penalty)
+
+- ``group_advantages``: GRPO's group-normalised advantage (or Dr. GRPO's mean-only variant).
+- ``policy_loss``: PPO's clipped surrogate with DAPO's decoupled bounds ``1 - clip_low`` and
+  ``1 + clip_high`` ("clip-higher": a wider upper bound keeps low-probability tokens growing and
+  entropy from collapsing).
+- ``kl_penalty``: per-token estimators k1, k2, k3 of KL(policy || reference).
+- ``aggregate_loss``: how per-token values become one scalar. "token-mean" is DAPO's token-level
+  loss; its denominator is the count of valid tokens in the whole optimizer step, passed in as
+  ``num_tokens`` so that gradients do not depend on how the step is split into micro-batches.
+
+Tensors and numbers in, tensors and numbers out: no config, model, rank or file in here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def group_advantages(
+    rewards: torch.Tensor, group_size: int, *, scale_by_std: bool = True, eps: float = 1e-6
+) -> torch.Tensor:
+    """GRPO advantages: ``(r - group mean) / (group std + eps)``, std unbiased (torch's default).
+
+    ``rewards``: ``[num_groups * group_size]``, consecutive entries form a group. With
+    ``scale_by_std=False`` returns ``r - group mean`` (Dr. GRPO). A group whose rewards are all
+    equal gets advantage 0 for every member.
+
+    >>> group_advantages(torch.tensor([1.0, 0.0, 0.5, 0.5]), 2)
+    tensor([ 0.7071, -0.7071,  0.0000,  0.0000])
+    """
+    if rewards.ndim != 1 or rewards.numel() % group_size != 0:
+        raise ValueError(f"rewards must be 1-D with a multiple of group_size={group_size} entries, got {tuple(rewards.shape)}")
+    grouped = rewards.view(-1, group_size)  # [G, n]
+    centred = grouped - grouped.mean(dim=1, keepdim=True)  # [G, n]
+    if scale_by_std:
+        std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(grouped[:, :1])
+        centred = centred / (std + eps)  # [G, n]
+    return centred.reshape(-1)  # [G*n]
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.4,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped surrogate with decoupled bounds, per token.
+
+    ``logprobs``, ``old_logprobs``, ``response_mask``: ``[B, T]``; ``advantages``: ``[B]`` or ``[B, T]``.
+    ``ratio = exp(logprobs - old_logprobs)``; per-token loss
+    ``-min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A)``, zero where the mask is 0.
+
+    Metrics (fractions of valid tokens, detached): ``clip_frac_low`` where the low bound binds
+    (A < 0 and ratio < 1 - clip_low), ``clip_frac_high`` where the high bound binds (A > 0 and
+    ratio > 1 + clip_high), ``ratio_mean``, ``approx_kl_old`` (mean of old - new log-prob).
+
+    >>> lp = torch.log(torch.tensor([[1.5, 0.5]]))
+    >>> loss, m = policy_loss(lp, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2))
+    >>> loss  # token 1: min(1.5, 1.4) = 1.4 -> -1.4 ; token 2: min(0.5, 0.8) = 0.5 -> -0.5
+    tensor([[-1.4000, -0.5000]])
+    >>> float(m["clip_frac_high"]), float(m["clip_frac_low"])
+    (0.5, 0.0)
+    """
+    mask = response_mask.to(logprobs.dtype)  # [B, T]
+    if advantages.ndim == 1:
+        advantages = advantages.unsqueeze(-1)  # [B, 1]
+    advantages = advantages.expand_as(logprobs)  # [B, T]
+    log_ratio = logprobs - old_logprobs  # [B, T]
+    ratio = torch.exp(log_ratio)  # [B, T]
+    unclipped = ratio * advantages  # [B, T]
+    clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * advantages  # [B, T]
+    per_token = -torch.minimum(unclipped, clipped) * mask  # [B, T]
+
+    with torch.no_grad():
+        n = mask.sum().clamp(min=1.0)
+        high = ((advantages > 0) & (ratio > 1.0 + clip_high)).to(mask.dtype) * mask
+        low = ((advantages < 0) & (ratio < 1.0 - clip_low)).to(mask.dtype) * mask
+        metrics = {
+            "clip_frac_high": high.sum() / n,
+            "clip_frac_low": low.sum() / n,
+            "ratio_mean": (ratio * mask).sum() / n,
+            "approx_kl_old": (-log_ratio * mask).sum() / n,
+        }
+    return per_token, metrics
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k3") -> torch.Tensor:
+    """Per-token estimate of KL(policy || reference), with ``log r = ref_logprobs - logprobs``.
+
+    - "k1": ``-log r`` (unbiased, high variance, can be negative)
+    - "k2": ``(log r)^2 / 2`` (biased, low variance; its gradient is the true KL gradient)
+    - "k3": ``exp(log r) - 1 - log r`` (unbiased, always >= 0; ProRL's choice)
+
+    All three are 0 where the policy equals the reference, e.g. right after a reference reset.
+
+    >>> kl_penalty(torch.tensor([0.0]), torch.log(torch.tensor([2.0])), "k3")  # 2 - 1 - log 2
+    tensor([0.3069])
+    """
+    log_r = ref_logprobs - logprobs
+    if kind == "k1":
+        return -log_r
+    if kind == "k2":
+        return 0.5 * log_r.square()
+    if kind == "k3":
+        return torch.exp(log_r) - 1.0 - log_r
+    raise ValueError(f"unknown KL estimator {kind!r}; expected 'k1', 'k2' or 'k3'")
+
+
+AGGREGATION_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+
+
+def aggregate_loss(
+    per_token_loss: torch.Tensor,
+    response_mask: torch.Tensor,
+    mode: str = "token-mean",
+    *,
+    num_tokens: float | torch.Tensor | None = None,
+    num_sequences: float | None = None,
+    max_response_length: int | None = None,
+) -> torch.Tensor:
+    """Reduce a ``[B, T]`` per-token loss to a scalar.
+
+    - "token-mean" (DAPO): ``sum(loss * mask) / num_tokens``. Pass ``num_tokens`` = valid response
+      tokens of the whole optimizer step (counted once, before micro-batching) and the gradient of
+      a step is the same however it is split; default is this batch's ``mask.sum()``.
+    - "seq-mean-token-mean" (original GRPO): mean over tokens within a sequence, then sum over
+      sequences divided by ``num_sequences`` (default this batch's B). Long responses weigh less
+      per token: the length bias DAPO removed.
+    - "seq-mean-token-sum-norm" (Dr. GRPO): ``sum(loss * mask) / (num_sequences * max_response_length)``,
+      a constant denominator with no length bias. ``max_response_length`` defaults to ``T``.
+
+    >>> loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    >>> mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    >>> aggregate_loss(loss, mask, "token-mean")  # (1+2+3+4)/4
+    tensor(2.5000)
+    >>> aggregate_loss(loss, mask, "seq-mean-token-mean")  # (2 + 4)/2
+    tensor(3.)
+    >>> aggregate_loss(loss, mask, "seq-mean-token-sum-norm")  # 10/(2*3)
+    tensor(1.6667)
+    """
+    mask = response_mask.to(per_token_loss.dtype)  # [B, T]
+    masked = per_token_loss * mask  # [B, T]
+    if mode == "token-mean":
+        denom = mask.sum() if num_tokens is None else num_tokens
+        return masked.sum() / torch.clamp(torch.as_tensor(denom, dtype=masked.dtype), min=1.0)
+    n_seq = float(per_token_loss.shape[0]) if num_sequences is None else float(num_sequences)
+    if mode == "seq-mean-token-mean":
+        per_seq = masked.sum(-1) / mask.sum(-1).clamp(min=1.0)  # [B]
+        return per_seq.sum() / max(n_seq, 1.0)
+    if mode == "seq-mean-token-sum-norm":
+        horizon = per_token_loss.shape[1] if max_response_length is None else max_response_length
+        return masked.sum() / (max(n_seq, 1.0) * horizon)
+    raise ValueError(f"unknown loss aggregation {mode!r}; expected one of {', '.join(AGGREGATION_MODES)}")
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over positions where ``mask`` is 1.
+
+    >>> masked_mean(torch.tensor([1.0, 5.0, 3.0]), torch.tensor([1.0, 0.0, 1.0]))
+    tensor(2.)
+    """
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)

@@ -1,0 +1,177 @@
+"""Hand-computed checks of the ProRL objective (prorl.algo). Expected values are worked out in comments."""
+
+import math
+
+import pytest
+import torch
+
+from prorl.algo import aggregate_loss, group_advantages, kl_penalty, policy_loss
+
+
+# ---------------------------------------------------------------- group_advantages
+
+def test_group_advantages_hand_computed():
+    # group 1: [1, 0, 0] mean 1/3; unbiased std = sqrt(((2/3)^2 + 2*(1/3)^2)/2) = sqrt(1/3) = 0.57735
+    #   advantages: (2/3)/0.57735 = 1.1547, (-1/3)/0.57735 = -0.57735
+    # group 2: [0.5, 1.0, 0.0] mean 0.5, std = sqrt((0 + 0.25 + 0.25)/2) = 0.5 -> [0, 1, -1]
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.5, 1.0, 0.0])
+    adv = group_advantages(rewards, 3, eps=0.0)
+    expected = torch.tensor([1.1547005, -0.5773503, -0.5773503, 0.0, 1.0, -1.0])
+    torch.testing.assert_close(adv, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_equal_rewards_in_a_group_give_zero_advantage():
+    adv = group_advantages(torch.tensor([0.7, 0.7, 0.7, 0.7, 1.0, 0.0, 1.0, 0.0]), 4)
+    assert torch.equal(adv[:4], torch.zeros(4))
+    assert (adv[4:] != 0).all()
+
+
+def test_dr_grpo_advantages_are_centred_not_scaled():
+    adv = group_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0]), 4, scale_by_std=False)
+    torch.testing.assert_close(adv, torch.tensor([0.75, -0.25, -0.25, -0.25]), rtol=1e-6, atol=0)
+
+
+def test_group_advantages_rejects_a_partial_group():
+    with pytest.raises(ValueError, match="group_size=4"):
+        group_advantages(torch.zeros(6), 4)
+
+
+# ---------------------------------------------------------------- policy_loss
+
+def test_policy_loss_hand_computed_with_decoupled_bounds():
+    # ratios e^(lp - old): [1.5, 0.5, 1.1] ; advantages per sequence: +2 (row 0), -1 (row 1)
+    ratio = torch.tensor([[1.5, 0.5, 1.1], [1.5, 0.5, 1.1]])
+    logprobs = torch.log(ratio)
+    old = torch.zeros(2, 3)
+    adv = torch.tensor([2.0, -1.0])
+    mask = torch.ones(2, 3)
+    loss, m = policy_loss(logprobs, old, adv, mask, clip_low=0.2, clip_high=0.4)
+    # row 0 (A=+2): min(1.5*2, 1.4*2)=2.8 ; min(0.5*2, 0.8*2)=1.0 ; min(2.2, 2.2)=2.2  -> negated
+    # row 1 (A=-1): min(-1.5, -1.4)=-1.5 ; min(-0.5, -0.8)=-0.8 ; min(-1.1,-1.1)=-1.1 -> negated
+    expected = torch.tensor([[-2.8, -1.0, -2.2], [1.5, 0.8, 1.1]])
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-6)
+    # clip-high binds once (row 0 token 0); clip-low binds once (row 1 token 1): each 1/6 of tokens
+    assert math.isclose(float(m["clip_frac_high"]), 1 / 6, rel_tol=1e-6)
+    assert math.isclose(float(m["clip_frac_low"]), 1 / 6, rel_tol=1e-6)
+
+
+def test_clip_high_binds_only_for_positive_advantages():
+    logprobs = torch.log(torch.tensor([[1.6], [1.6]]))  # ratio 1.6 > 1 + 0.4
+    loss, m = policy_loss(logprobs, torch.zeros(2, 1), torch.tensor([1.0, -1.0]), torch.ones(2, 1))
+    # A=+1: clipped to 1.4 ; A=-1: min(-1.6, -1.4) = -1.6, unclipped (pessimistic bound)
+    torch.testing.assert_close(loss, torch.tensor([[-1.4], [1.6]]), rtol=1e-6, atol=1e-6)
+    assert float(m["clip_frac_high"]) == 0.5  # only the positive-advantage token
+
+
+def test_clipped_tokens_have_no_gradient_and_unclipped_do():
+    logprobs = torch.log(torch.tensor([[1.6, 1.2]])).requires_grad_(True)
+    loss, _ = policy_loss(logprobs, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2))
+    loss.sum().backward()
+    # d(-ratio*A)/d logprob = -ratio*A -> token 1: -1.2 ; token 0 clipped: 0
+    torch.testing.assert_close(logprobs.grad, torch.tensor([[0.0, -1.2]]), rtol=1e-6, atol=1e-6)
+
+
+def test_masked_token_contributes_nothing():
+    logprobs = torch.tensor([[-0.1, -5.0]], requires_grad=True)
+    loss, m = policy_loss(logprobs, torch.zeros(1, 2), torch.tensor([1.0]), torch.tensor([[1.0, 0.0]]))
+    assert float(loss[0, 1]) == 0.0
+    aggregate_loss(loss, torch.tensor([[1.0, 0.0]])).backward()
+    assert float(logprobs.grad[0, 1]) == 0.0
+    assert float(logprobs.grad[0, 0]) != 0.0
+    assert float(m["ratio_mean"]) == pytest.approx(math.exp(-0.1), rel=1e-6)
+
+
+# ---------------------------------------------------------------- kl_penalty
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        # log r = ref - lp = log 0.5 = -0.693147
+        ("k1", 0.6931472),  # -log r
+        ("k2", 0.2402265),  # 0.5 * 0.480453
+        ("k3", 0.1931472),  # 0.5 - 1 + 0.693147
+    ],
+)
+def test_kl_estimators_hand_computed(kind, expected):
+    value = kl_penalty(torch.tensor([0.0]), torch.log(torch.tensor([0.5])), kind)
+    assert float(value) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["k1", "k2", "k3"])
+def test_kl_and_its_gradient_are_zero_when_policy_equals_reference(kind):
+    logprobs = torch.tensor([[-0.3, -2.0, -1.1]], requires_grad=True)
+    kl = kl_penalty(logprobs, logprobs.detach().clone(), kind)
+    assert torch.equal(kl, torch.zeros_like(kl))
+    if kind != "k1":  # k1's per-sample gradient is a constant -1 (zero only in expectation)
+        kl.sum().backward()
+        assert torch.equal(logprobs.grad, torch.zeros_like(logprobs))
+
+
+def test_k3_is_never_negative():
+    lp = torch.linspace(-5, 0, 11)
+    ref = torch.linspace(0, -5, 11)
+    assert (kl_penalty(lp, ref, "k3") >= 0).all()
+
+
+def test_unknown_kl_kind_is_an_error():
+    with pytest.raises(ValueError, match="k4"):
+        kl_penalty(torch.zeros(1), torch.zeros(1), "k4")
+
+
+# ---------------------------------------------------------------- aggregate_loss
+
+def test_aggregation_modes_hand_computed():
+    loss = torch.tensor([[2.0, 4.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    # token-mean: (2+4+4)/6 = 1.6667 ; seq-mean-token-mean: (3 + 1)/2 = 2 ; sum-norm: 10/(2*4) = 1.25
+    assert float(aggregate_loss(loss, mask, "token-mean")) == pytest.approx(10 / 6, rel=1e-6)
+    assert float(aggregate_loss(loss, mask, "seq-mean-token-mean")) == pytest.approx(2.0, rel=1e-6)
+    assert float(aggregate_loss(loss, mask, "seq-mean-token-sum-norm")) == pytest.approx(1.25, rel=1e-6)
+    # with an explicit horizon of 8: 10/(2*8)
+    assert float(aggregate_loss(loss, mask, "seq-mean-token-sum-norm", max_response_length=8)) == pytest.approx(
+        0.625, rel=1e-6
+    )
+
+
+def test_unknown_aggregation_is_an_error():
+    with pytest.raises(ValueError, match="token-sum"):
+        aggregate_loss(torch.zeros(1, 1), torch.ones(1, 1), "token-sum")
+
+
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+@pytest.mark.parametrize("splits", [[6], [3, 3], [1, 2, 3], [1, 1, 1, 1, 1, 1]])
+def test_step_gradient_does_not_depend_on_micro_batch_split(mode, splits):
+    torch.manual_seed(0)
+    B, T = 6, 5
+    logprobs = torch.randn(B, T) * 0.1 - 1.0
+    old = logprobs + torch.randn(B, T) * 0.2
+    ref = logprobs + torch.randn(B, T) * 0.2
+    adv = torch.randn(B)
+    lengths = torch.tensor([5, 1, 3, 4, 2, 5])
+    mask = (torch.arange(T)[None, :] < lengths[:, None]).float()  # ragged responses
+    num_tokens = mask.sum()  # counted once for the whole step, before splitting
+    beta = 0.1
+
+    def step_grad(parts):
+        param = logprobs.clone().requires_grad_(True)
+        start = 0
+        for size in parts:
+            sl = slice(start, start + size)
+            pg, _ = policy_loss(param[sl], old[sl], adv[sl], mask[sl])
+            kl = kl_penalty(param[sl], ref[sl], "k3")
+            kwargs = dict(num_tokens=num_tokens, num_sequences=B, max_response_length=T)
+            loss = aggregate_loss(pg, mask[sl], mode, **kwargs) + beta * aggregate_loss(kl, mask[sl], mode, **kwargs)
+            loss.backward()
+            start += size
+        return param.grad
+
+    torch.testing.assert_close(step_grad(splits), step_grad([B]), rtol=1e-6, atol=1e-7)
+
+
+def test_token_mean_without_global_count_would_depend_on_split():
+    # Guard that the test above can fail: a per-micro-batch denominator changes the gradient.
+    loss = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    whole = torch.autograd.grad(aggregate_loss(loss, mask), loss)[0]
+    per_mb = torch.cat([torch.autograd.grad(aggregate_loss(loss[i : i + 1], mask[i : i + 1]), loss)[0][i : i + 1] for i in range(2)])
+    assert not torch.allclose(whole, per_mb)
