@@ -1,0 +1,321 @@
+"""Run configuration: frozen dataclasses are the single source of truth.
+
+A recipe is a YAML file of these values; ``key.sub=value`` arguments override it; the resolved
+config is written into every run directory and checkpoint. Every field carries a one-line help
+string (``prorl train --help`` prints them all). Unknown keys and values of the wrong type are
+:class:`~prorl.errors.ConfigError` naming the key, the source and what was expected.
+
+Plain Python: no torch.
+
+>>> cfg = resolve_config({"rollout": {"n": 8}}, ["algo.clip_high=0.28"])
+>>> cfg.rollout.n, cfg.algo.clip_high, cfg.algo.clip_low
+(8, 0.28, 0.2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prorl.errors import ConfigError
+
+
+def _f(default, help: str, **kw):
+    """A dataclass field with a one-line help string."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = _f("", "Hugging Face model: a local directory, or a hub id where there is network.")
+    dtype: str = _f("float32", "Dtype of the trained weights and the reference (float32 keeps small lr updates exact).")
+    chat_template: bool | None = _f(None, "Apply the tokenizer's chat template to prompts (None: when it has one).")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train_files: list = _f([], "Training problem files (JSONL, Parquet, or a saved HF dataset directory).")
+    val_files: list = _f([], "Validation problem files; empty uses val_fraction of the training problems.")
+    adapter: str | None = _f(None, "Source-format adapter for the files (None: our schema or auto-detected).")
+    weights: dict = _f({}, "Per-domain mixture weights, e.g. {math: 0.4, code: 0.2}; empty: proportional to size.")
+    val_size: int = _f(64, "Validation problems used (the first N of the validation set).")
+    val_fraction: float = _f(0.05, "Fraction of training problems held out when val_files is empty.")
+    builtin: str | None = _f(None, "Use built-in synthetic problems instead of files (e.g. 'arith'; demo and tests).")
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    n: int = _f(16, "Samples per prompt (the group size).")
+    temperature: float = _f(1.2, "Sampling temperature for training rollouts.")
+    top_p: float = _f(1.0, "Nucleus sampling threshold for training rollouts.")
+    max_new_tokens: int = _f(8192, "Maximum response length in tokens; longer responses are cut (finish 'length').")
+    batch_size: int | None = _f(None, "Sequences generated per engine call (None: all at once).")
+    dtype: str = _f("bfloat16", "Dtype of the generation copy of the policy (synced after every update).")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    truncated_reward: float | None = _f(None, "Reward for responses cut at max_new_tokens (None: score them as usual).")
+    binarize_logic: bool = _f(False, "Give logic puzzles reward 1 only for a perfect score.")
+    workers: int = _f(2, "Verifier worker processes (0: score in-process, no deadlines).")
+    timeout_s: float = _f(30.0, "Hard deadline per scored sample; a verifier past it scores 0.")
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    clip_low: float = _f(0.2, "PPO lower clip: ratio is clipped below 1 - clip_low (eps_low).")
+    clip_high: float = _f(0.4, "Decoupled upper clip: ratio is clipped above 1 + clip_high (eps_high).")
+    kl_beta: float = _f(1e-4, "Weight of the KL penalty to the reference policy (0 disables it and the reference).")
+    kl_kind: str = _f("k3", "KL estimator: k1, k2 or k3.")
+    loss_agg: str = _f("token-mean", "Loss aggregation: token-mean, seq-mean-token-mean or seq-mean-token-sum-norm.")
+    advantage: str = _f("grpo", "Advantages: grpo (group mean/std), drgrpo (group mean only) or rloo-batch-std "
+                                 "(REINFORCE++-baseline: group mean, then batch std).")
+    dynamic_sampling: bool = _f(True, "Drop groups whose scores are all equal and generate more to refill the batch.")
+    max_gen_batches: int = _f(4, "Most generation batches per step when refilling dropped groups.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = _f(1000, "Training steps (rollout batches) when no stages are given.")
+    prompts_per_step: int = _f(256, "Prompts (groups) per rollout batch.")
+    mini_batch_prompts: int = _f(64, "Prompts per optimizer step: prompts_per_step / mini_batch_prompts updates a batch.")
+    micro_batch_size: int = _f(16, "Sequences per forward/backward pass (memory; does not change the gradient).")
+    epochs: int = _f(1, "Passes over each rollout batch.")
+    lr: float = _f(2e-6, "AdamW learning rate (constant after warm-up).")
+    warmup_steps: int = _f(0, "Optimizer steps of linear learning-rate warm-up (restarts after an optimizer reset).")
+    weight_decay: float = _f(0.01, "AdamW weight decay.")
+    betas: list = _f([0.9, 0.999], "AdamW betas.")
+    grad_clip: float = _f(1.0, "Clip the gradient's global norm to this value (0: no clipping).")
+    autocast_bf16: bool = _f(False, "Run training forward/backward under bfloat16 autocast (weights stay in model.dtype).")
+    seed: int = _f(0, "Seed for data order, sampling and shuffling.")
+
+
+@dataclass(frozen=True)
+class ResetConfig:
+    every: int = _f(0, "Hard reference reset every N steps (0: never on schedule).")
+    keep_optimizer: bool = _f(False, "Keep the optimizer state at a reset (ProRL v2); default re-initialises it.")
+    val_patience: int = _f(0, "Reset when validation pass@1 has not improved for this many validations (0: off).")
+    kl_threshold: float = _f(0.0, "Reset when the mean KL to the reference exceeds this (0: off).")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    every: int = _f(50, "Validate every N steps (0: never during training).")
+    n: int = _f(4, "Samples per validation problem (pass@1 is estimated from them).")
+    temperature: float = _f(0.6, "Validation sampling temperature.")
+    top_p: float = _f(0.95, "Validation nucleus threshold.")
+    max_new_tokens: int | None = _f(None, "Validation response limit (None: the rollout limit).")
+    at_start: bool = _f(True, "Validate before the first step too.")
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every: int = _f(100, "Checkpoint every N steps (0: only at the end).")
+    keep_last: int = _f(2, "Checkpoints to keep (older ones are deleted).")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    rollouts_every: int = _f(10, "Write sampled rollouts to rollouts/step_N.jsonl every N steps (0: never).")
+    rollouts_per_step: int = _f(16, "How many rollouts to write each time.")
+    progress: bool = _f(True, "Show a progress bar.")
+
+
+@dataclass(frozen=True)
+class Config:
+    run_dir: str = _f("runs/prorl", "Run directory: config, metrics, events, rollouts, checkpoints.")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    reset: ResetConfig = field(default_factory=ResetConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    stages: list = _f([], "Stages (the paper's Run 1..8): list of {name, steps, reset, overrides: {key.sub: value}}.")
+
+
+# ---------------------------------------------------------------- merging and validation
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` fits a field annotation (ints are accepted where floats are expected)."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, vars(typing) | {"Any": Any})  # annotations are strings (future import)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation in (list, dict, str, bool):
+        return isinstance(value, annotation)
+    return True
+
+
+def _describe(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "")
+
+
+def _build(cls, values: dict, where: str, prefix: str = ""):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'config'}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = [k for k in fields if k.startswith(str(key)[:3])]
+            hint = f" (did you mean {', '.join(prefix + c for c in close)}?)" if close else ""
+            raise ConfigError(f"{where}: unknown config key '{prefix}{key}'{hint}; valid keys: "
+                              f"{', '.join(prefix + k for k in fields)}")
+        f = fields[key]
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            kwargs[key] = _build(f.default_factory, value, where, f"{prefix}{key}.")
+            continue
+        if not _type_ok(value, f.type):
+            raise ConfigError(f"{where}: config key '{prefix}{key}': expected {_describe(f.type)}, "
+                              f"got {value!r} ({type(value).__name__})")
+        kwargs[key] = float(value) if f.type in ("float", "float | None") and isinstance(value, int) else value
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("weights",):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"algo.clip_high=0.28"`` -> ``(["algo", "clip_high"], 0.28)``; the value is parsed as YAML.
+
+    >>> parse_override("data.train_files=[a.jsonl, b.jsonl]")
+    (['data', 'train_files'], ['a.jsonl', 'b.jsonl'])
+    """
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key.sub=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+    return key.strip().split("."), value
+
+
+def _nest(path: list[str], value: Any) -> dict:
+    out: Any = value
+    for key in reversed(path):
+        out = {key: out}
+    return out
+
+
+def resolve_config(recipe: dict | None = None, overrides: list[str] | None = None, *, where: str = "recipe") -> Config:
+    """Merge a recipe mapping and ``key.sub=value`` overrides into a validated :class:`Config`."""
+    merged = dict(recipe or {})
+    for text in overrides or []:
+        path, value = parse_override(text)
+        merged = _deep_merge(merged, _nest(path, value))
+    cfg = _build(Config, merged, where)
+    validate(cfg)
+    return cfg
+
+
+def load_recipe(path: str | Path) -> dict:
+    """Read a YAML recipe; a missing file or a YAML error names the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"recipe {path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {path}: expected a mapping of config keys at the top level")
+    return data
+
+
+def validate(cfg: Config) -> None:
+    """Checks that span fields (ranges and combinations)."""
+    def need(ok: bool, key: str, what: str, value: Any):
+        if not ok:
+            raise ConfigError(f"config key '{key}': expected {what}, got {value!r}")
+
+    need(cfg.rollout.n >= 1, "rollout.n", "an integer >= 1", cfg.rollout.n)
+    need(cfg.rollout.temperature >= 0, "rollout.temperature", "a number >= 0", cfg.rollout.temperature)
+    need(0 < cfg.rollout.top_p <= 1, "rollout.top_p", "a number in (0, 1]", cfg.rollout.top_p)
+    need(cfg.algo.kl_kind in ("k1", "k2", "k3"), "algo.kl_kind", "one of k1, k2, k3", cfg.algo.kl_kind)
+    need(cfg.algo.loss_agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"),
+         "algo.loss_agg", "token-mean, seq-mean-token-mean or seq-mean-token-sum-norm", cfg.algo.loss_agg)
+    need(cfg.algo.advantage in ("grpo", "drgrpo", "rloo-batch-std"), "algo.advantage",
+         "grpo, drgrpo or rloo-batch-std", cfg.algo.advantage)
+    need(cfg.train.prompts_per_step % cfg.train.mini_batch_prompts == 0, "train.mini_batch_prompts",
+         f"a divisor of train.prompts_per_step={cfg.train.prompts_per_step}", cfg.train.mini_batch_prompts)
+    need(cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", "float32, bfloat16 or float16", cfg.model.dtype)
+    need(cfg.rollout.dtype in ("float32", "bfloat16", "float16"), "rollout.dtype", "float32, bfloat16 or float16", cfg.rollout.dtype)
+    for i, stage in enumerate(cfg.stages):
+        need(isinstance(stage, dict) and isinstance(stage.get("steps"), int) and stage["steps"] > 0,
+             f"stages[{i}].steps", "a positive integer", stage.get("steps") if isinstance(stage, dict) else stage)
+        unknown = set(stage) - {"name", "steps", "reset", "overrides"}
+        need(not unknown, f"stages[{i}]", "keys name, steps, reset, overrides", sorted(unknown))
+        for key in stage.get("overrides") or {}:
+            need(not key.startswith(("stages", "run_dir", "model.")), f"stages[{i}].overrides.{key}",
+                 "a setting that may change between stages", key)
+    stage_configs(cfg)  # stage overrides must themselves be valid
+
+
+def to_dict(cfg) -> dict:
+    """The config as plain data (for YAML)."""
+    return dataclasses.asdict(cfg)
+
+
+def stage_configs(cfg: Config) -> list[tuple[str, int, bool, Config]]:
+    """``[(name, steps, reset_at_start, effective_config)]``; one stage of ``train.steps`` when none are given.
+
+    Each stage's overrides apply on top of the base config, not on top of the previous stage.
+    """
+    if not cfg.stages:
+        return [("main", cfg.train.steps, False, cfg)]
+    base = to_dict(cfg)
+    out = []
+    for i, stage in enumerate(cfg.stages):
+        merged = base
+        for key, value in (stage.get("overrides") or {}).items():
+            merged = _deep_merge(merged, _nest(key.split("."), value))
+        merged = dict(merged, stages=[])
+        effective = _build(Config, merged, f"stages[{i}] ({stage.get('name', i)})")
+        out.append((str(stage.get("name", f"stage{i + 1}")), int(stage["steps"]), bool(stage.get("reset", False)), effective))
+    return out
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def help_lines(cls=Config, prefix: str = "") -> list[str]:
+    """One line per setting: ``key (type, default): help``."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+            lines.extend(help_lines(f.default_factory, prefix + f.name + "."))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"  {prefix}{f.name} = {default!r}  ({_describe(f.type)})\n      {f.metadata.get('help', '')}")
+    return lines

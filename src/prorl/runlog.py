@@ -1,0 +1,63 @@
+"""The run directory's logs: ``metrics.jsonl`` (one line per step) and ``events.jsonl``.
+
+Lines are appended and flushed as they are written, so ``prorl report`` can read a run that is
+still going. On resume, lines from steps after the checkpoint are dropped first: the resumed run
+writes them again, exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+
+def _clean(value):
+    """JSON-safe scalars: tensors to floats, NaN/inf kept as strings JSON can hold."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every complete JSON line of ``path``; a partly written last line is skipped."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+class RunLog:
+    """Appends metric and event lines to a run directory."""
+
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.events_path = self.dir / "events.jsonl"
+
+    def _append(self, path: Path, row: dict) -> None:
+        with path.open("a") as fh:
+            fh.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+
+    def metrics(self, step: int, values: dict) -> None:
+        self._append(self.metrics_path, {"step": step, **values})
+
+    def event(self, step: int, event: str, **fields) -> None:
+        self._append(self.events_path, {"step": step, "time": round(time.time(), 3), "event": event, **fields})
+
+    def truncate_after(self, step: int) -> None:
+        """Drop metric and event lines of steps after ``step`` (called on resume)."""
+        for path in (self.metrics_path, self.events_path):
+            rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            tmp.replace(path)
