@@ -1,0 +1,180 @@
+"""The trainer end to end on a tiny local model: metrics, resets, checkpoints, exact resume, NaN safety."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from prorl import algo
+from prorl.config import resolve_config
+from prorl.data.builtin import make_problems
+from prorl.demo import warm_start
+from prorl.policy import load_policy
+from prorl.runlog import read_jsonl
+from prorl.tiny import build_char_tokenizer, build_tiny_model
+from prorl.train import batch_logprobs, collect_batch, make_optimizer, reset_reference, train, update_policy
+
+
+@pytest.fixture(scope="module")
+def warm_model(tmp_path_factory) -> Path:
+    """A tiny model warm-started on one-digit addition, so groups have reward variance."""
+    root = tmp_path_factory.mktemp("model")
+    tok = build_char_tokenizer(root / "base")
+    build_tiny_model(root / "base", tok, size="1m", seed=0)
+    model, tok = load_policy(root / "base", dtype="float32")
+    torch.manual_seed(0)
+    warm_start(model, tok, make_problems("add", 500, seed=1), steps=150, lr=3e-3, batch_size=32, seed=0)
+    model.save_pretrained(root / "warm")
+    tok.save_pretrained(root / "warm")
+    return root / "warm"
+
+
+def tiny_config(model_dir: Path, run_dir: Path, *extra: str):
+    return resolve_config({}, [
+        f"model.path={model_dir}", f"run_dir={run_dir}", "data.builtin=add", "data.val_size=8",
+        "rollout.n=4", "rollout.max_new_tokens=12", "rollout.temperature=1.2", "rollout.dtype=float32",
+        "train.steps=4", "train.prompts_per_step=4", "train.mini_batch_prompts=2", "train.micro_batch_size=8",
+        "train.lr=1e-3", "algo.kl_beta=1e-2", "algo.max_gen_batches=3", "reward.workers=0",
+        "validation.every=2", "validation.n=2", "checkpoint.every=2", "log.progress=false", "log.rollouts_every=2",
+        *extra,
+    ])
+
+
+def strip_times(rows):
+    return [{k: v for k, v in r.items() if not k.startswith(("time/", "perf/tokens_per_s")) and k != "time"} for r in rows]
+
+
+def test_train_writes_metrics_events_and_a_loadable_checkpoint(warm_model, tmp_path):
+    cfg = tiny_config(warm_model, tmp_path / "run", "reset.every=2")
+    last = train(cfg)
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [0, 1, 2, 3, 4]  # step 0 holds the validation before training
+    for key in ["reward/mean", "reward/math", "accuracy/mean", "actor/entropy", "actor/kl", "actor/pg_loss",
+                "actor/kl_loss", "actor/clip_frac_low", "actor/clip_frac_high", "actor/grad_norm", "actor/lr",
+                "response/length_mean", "response/length_max", "response/truncated_frac", "batch/zero_var_group_frac",
+                "batch/gen_batches", "time/generate", "time/score", "time/logprobs", "time/update", "time/step",
+                "perf/tokens_per_s"]:
+        assert key in last, key
+    assert "val/pass@1/math" in metrics[2] and "val/pass@1/math" in metrics[0]
+    events = read_jsonl(tmp_path / "run" / "events.jsonl")
+    resets = [e for e in events if e["event"] == "reset"]
+    assert [e["step"] for e in resets] == [2]  # every 2 steps, none after the last step
+    assert resets[0]["optimizer"] == "reinitialised"
+    # The policy checkpoint loads with plain transformers.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ckpt = tmp_path / "run" / "checkpoints" / "step_000004"
+    model = AutoModelForCausalLM.from_pretrained(ckpt / "policy")
+    AutoTokenizer.from_pretrained(ckpt / "policy")
+    trained, _ = load_policy(ckpt / "policy", dtype="float32")
+    base, _ = load_policy(warm_model, dtype="float32")
+    assert any(not torch.equal(a, b) for a, b in zip(trained.parameters(), base.parameters()))
+    assert sum(p.numel() for p in model.parameters()) > 0
+    assert len(list((tmp_path / "run" / "rollouts").glob("step_*.jsonl"))) == 2
+
+
+def test_resumed_run_matches_the_uninterrupted_run(warm_model, tmp_path):
+    train(tiny_config(warm_model, tmp_path / "straight", "reset.every=3"))
+    # Interrupted after step 2 (the checkpoint), then resumed: same config, same data, same draws.
+    train(tiny_config(warm_model, tmp_path / "resumed", "reset.every=3", "train.steps=2"))
+    # A crashed run may have logged steps after its checkpoint: they must be replaced, not duplicated.
+    with open(tmp_path / "resumed" / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"step": 3, "reward/mean": 123.0}) + "\n")
+    train(tiny_config(warm_model, tmp_path / "resumed", "reset.every=3"), resume=True)
+
+    straight = strip_times(read_jsonl(tmp_path / "straight" / "metrics.jsonl"))
+    resumed = strip_times(read_jsonl(tmp_path / "resumed" / "metrics.jsonl"))
+    assert resumed == straight
+    a, _ = load_policy(tmp_path / "straight" / "checkpoints" / "step_000004" / "policy", dtype="float32")
+    b, _ = load_policy(tmp_path / "resumed" / "checkpoints" / "step_000004" / "policy", dtype="float32")
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+    events = [e["event"] for e in read_jsonl(tmp_path / "resumed" / "events.jsonl")]
+    assert "resume" in events and events.count("reset") == 1
+
+
+def test_training_into_a_run_with_a_checkpoint_needs_resume(warm_model, tmp_path):
+    from prorl.errors import UserError
+
+    train(tiny_config(warm_model, tmp_path / "run", "train.steps=2"))
+    with pytest.raises(UserError, match="--resume"):
+        train(tiny_config(warm_model, tmp_path / "run", "train.steps=2"))
+
+
+def build_batch(warm_model, tmp_path, *extra):
+    cfg = tiny_config(warm_model, tmp_path, "rollout.n=8", "train.prompts_per_step=4", *extra)
+    model, tok = load_policy(warm_model, dtype="float32")
+    from prorl.data.mixture import MixtureSampler
+    from prorl.verifiers.pool import ScoringPool
+
+    sampler = MixtureSampler(make_problems("add", 200, seed=3), None, seed=0)
+    with ScoringPool(0) as pool:
+        batch, _ = collect_batch(model, tok, sampler, cfg, pool, torch.Generator().manual_seed(0))
+    assert batch is not None
+    return cfg, model, batch
+
+
+def test_kl_to_reference_is_zero_after_a_reset(warm_model, tmp_path):
+    cfg, model, batch = build_batch(warm_model, tmp_path)
+    reference, _ = load_policy(warm_model, dtype="float32")
+    with torch.no_grad():  # make the policy differ from the reference first
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    before = algo.kl_penalty(batch_logprobs(model, batch, 8, 1.2, False), batch_logprobs(reference, batch, 8, 1.2, False))
+    assert float((before * batch.response_mask).sum()) > 0
+    reset_reference(model, reference)
+    after = algo.kl_penalty(batch_logprobs(model, batch, 8, 1.2, False), batch_logprobs(reference, batch, 8, 1.2, False))
+    assert float((after * batch.response_mask).abs().sum()) == 0.0
+
+
+@pytest.mark.parametrize("micro", [1, 3])
+def test_update_does_not_depend_on_micro_batch_size(warm_model, tmp_path, micro):
+    cfg, _, batch = build_batch(warm_model, tmp_path, "train.mini_batch_prompts=4")
+    results = []
+    for size in (32, micro):
+        model, _ = load_policy(warm_model, dtype="float32")
+        reference, _ = load_policy(warm_model, dtype="float32")
+        run_cfg = resolve_config({}, [f"model.path={warm_model}", "rollout.n=8", "train.prompts_per_step=4",
+                                      "train.mini_batch_prompts=4", f"train.micro_batch_size={size}", "train.lr=1e-3",
+                                      "algo.kl_beta=0.1", "rollout.max_new_tokens=12"])
+        optimizer, scheduler = make_optimizer(model, run_cfg)
+        old = batch_logprobs(model, batch, 8, 1.2, False)
+        ref = batch_logprobs(reference, batch, 8, 1.2, False) + 0.05  # a reference that differs
+        adv = torch.randn(len(batch.problems), generator=torch.Generator().manual_seed(1))
+        update_policy(model, optimizer, scheduler, batch, adv, old, ref, run_cfg, torch.Generator().manual_seed(2))
+        results.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_nan_loss_skips_the_update_and_keeps_weights(warm_model, tmp_path, monkeypatch):
+    cfg, model, batch = build_batch(warm_model, tmp_path)
+    before = [p.detach().clone() for p in model.parameters()]
+    real = algo.policy_loss
+
+    def nan_loss(*args, **kwargs):
+        loss, metrics = real(*args, **kwargs)
+        return loss * float("nan"), metrics
+
+    monkeypatch.setattr(algo, "policy_loss", nan_loss)
+    optimizer, scheduler = make_optimizer(model, cfg)
+    old = batch_logprobs(model, batch, 8, 1.2, False)
+    metrics, skipped = update_policy(model, optimizer, scheduler, batch, torch.ones(len(batch.problems)), old, old,
+                                     cfg, torch.Generator().manual_seed(0))
+    assert skipped == metrics["actor/skipped_updates"] == 2 and metrics["actor/updates"] == 0
+    for a, b in zip(before, model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_manual_reset_request_is_picked_up(warm_model, tmp_path):
+    from prorl.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("{}\n")
+    assert main(["reset", str(run)]) == 0  # the request waits for the trainer's next step
+    train(tiny_config(warm_model, run, "train.steps=1", "validation.every=0"))
+    resets = [e for e in read_jsonl(run / "events.jsonl") if e["event"] == "reset"]
+    assert [(e["step"], e["reason"]) for e in resets] == [(0, "manual")]
+    assert not (run / "reset.request").exists()
