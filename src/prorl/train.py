@@ -434,6 +434,19 @@ def write_rollouts(run_dir: Path, step: int, batch: Batch, how_many: int) -> Non
                                  "finish": batch.finish_reasons[i]}) + "\n")
 
 
+def sandbox_status(problems: list[Problem], log: RunLog, step: int) -> dict:
+    """When code is trained on, say how the sandbox isolates it: an event, a warning and a metric."""
+    if not any(p.domain == "code" for p in problems):
+        return {}
+    from prorl.verifiers.sandbox import isolation
+
+    level = isolation()
+    log.event(step, "sandbox", isolation=level)
+    if level != "bwrap+cgroup":
+        print(f"WARNING: model-written code runs with weaker isolation ({level}); see docs/sandbox.md")
+    return {"sandbox/isolated": 1.0 if level == "bwrap+cgroup" else 0.0}
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -507,6 +520,12 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
                                               "config": dump_yaml(cfg)})
         log.event(step, "checkpoint", path=str(path.relative_to(run_dir)))
 
+    def maybe_checkpoint(step: int) -> None:
+        every = stage_cfg.checkpoint.every
+        if (every > 0 and step % every == 0) or step == total_steps:
+            do_checkpoint(step)
+
+    sandbox_metrics = sandbox_status(train_problems, log, state.step)
     pool = ScoringPool(cfg.reward.workers, timeout_s=cfg.reward.timeout_s)
     bar = tqdm(total=total_steps, initial=state.step, disable=not cfg.log.progress, desc="prorl", dynamic_ncols=True)
     last: dict = {}
@@ -547,6 +566,7 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
                 log.event(step, "skip", reason="every group had equal scores", gen_batches=metrics["batch/gen_batches"])
                 state.step = step
                 log.metrics(step, metrics | {"stage": stage_idx, "time/step": time.perf_counter() - t_step})
+                maybe_checkpoint(step)
                 bar.update(1)
                 continue
             # ---- advantages, then old and reference log-probs once per batch
@@ -592,15 +612,14 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
             # ---- log, then maybe checkpoint (the checkpoint holds the state after this step's log line)
             if stage_cfg.log.rollouts_every > 0 and step % stage_cfg.log.rollouts_every == 0:
                 write_rollouts(run_dir, step, batch, stage_cfg.log.rollouts_per_step)
+            metrics |= sandbox_metrics
             metrics["stage"] = stage_idx
             metrics["reset/count"] = state.resets
             metrics["time/step"] = time.perf_counter() - t_step
             metrics["perf/tokens_per_s"] = metrics["perf/gen_tokens"] / max(metrics["time/generate"], 1e-9)
             log.metrics(step, metrics)
             last = metrics
-            ck = stage_cfg.checkpoint.every
-            if (ck > 0 and step % ck == 0) or step == total_steps:
-                do_checkpoint(step)
+            maybe_checkpoint(step)
             bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics['actor/kl']:.2g}", refresh=False)
             bar.update(1)
     finally:
