@@ -45,6 +45,7 @@ Plain Python: this module never imports torch.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from typing import Any, Callable
@@ -191,8 +192,14 @@ def detect_language(text: str) -> str | None:
 
     with _LANG_LOCK:
         if _LANG_FACTORY is None:
+            # Load the profiles in sorted order: langdetect's own loader follows os.listdir, whose
+            # order varies between file systems and would change the language index on ties.
+            texts = []
+            for name in sorted(os.listdir(PROFILES_DIRECTORY)):
+                with open(os.path.join(PROFILES_DIRECTORY, name), encoding="utf-8") as handle:
+                    texts.append(handle.read())
             factory = DetectorFactory()
-            factory.load_profile(PROFILES_DIRECTORY)
+            factory.load_json_profile(texts)
             factory.set_seed(0)
             _LANG_FACTORY = factory
     detector = _LANG_FACTORY.create()
