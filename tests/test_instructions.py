@@ -349,3 +349,14 @@ def test_kwargs_from_columnar_files_are_coerced():
     assert check_instruction("length_constraints:number_words", "two words", kwargs)
     with pytest.raises(DataError, match="expected an integer"):
         check_instruction("length_constraints:number_words", "two words", {"num_words": 2.5, "relation": "less than"})
+
+
+def test_a_crashing_check_costs_one_sample(monkeypatch):
+    import prorl.verifiers.instructions as module
+
+    def explode(response, kwargs, prompt):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setitem(module._CHECKS, "startend:quotation", (explode, (), ()))
+    verdict = score(problem(["startend:quotation"], [{}]), "text")
+    assert verdict == module.Verdict(0.0, "verifier error: ZeroDivisionError: boom", "error")

@@ -112,8 +112,9 @@ def split_sentences(text: str) -> list[str]:
     brackets) that is followed by whitespace or the end of the text. A single ``.`` does not end a
     sentence after a listed abbreviation (Mr, Dr, etc, vs, ...), a single letter (an initial) or a
     dotted letter group (e.g, i.e, U.S). Pieces with no letter or digit (a lone ``***`` line, a
-    stray ``-``) are dropped. Limits: "3 p.m. Then" and "the U.S. Then" stay one sentence; an
-    ellipsis in mid-sentence ("Well... yes") splits it. Line breaks split because bullets, headings
+    stray ``-``) are dropped. Limits: "3 p.m. Then", "the U.S. Then" and a sentence ending in a
+    one-letter word ("so did I. Then") stay one sentence; an ellipsis in mid-sentence
+    ("Well... yes") splits it. Line breaks split because bullets, headings
     and titles are separate units even without a final period.
 
     >>> split_sentences("Dr. Smith arrived. He said hi! Was it 3.5 p.m.? Yes.\\n* a bullet\\n***")
@@ -545,8 +546,8 @@ def loose_variants(response: str) -> list[str]:
     """The texts IFEval's loose mode tries: the response, without its first line, without its last
     line, without both, and each of those with ``*`` removed; empty ones and duplicates are dropped.
 
-    >>> loose_variants("Sure!\\n**Hi**\\nBye")
-    ['Sure!\\n**Hi**\\nBye', '**Hi**\\nBye', 'Sure!\\n**Hi**', '**Hi**', 'Sure!\\nHi\\nBye', 'Hi\\nBye', 'Sure!\\nHi', 'Hi']
+    >>> loose_variants("Ok!\\n*A*\\nBye")
+    ['Ok!\\n*A*\\nBye', '*A*\\nBye', 'Ok!\\n*A*', '*A*', 'Ok!\\nA\\nBye', 'A\\nBye', 'Ok!\\nA', 'A']
     """
     lines = response.split("\n")
     cut = [response, "\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(), "\n".join(lines[1:-1]).strip()]
@@ -650,9 +651,16 @@ def score(problem: Problem, response: str, *, loose: bool = False) -> Verdict:
     """
     where = f"problem {problem.id!r}" + (f" ({problem.source})" if problem.source else "") + ": metadata"
     try:
-        pairs = validate_metadata(problem.metadata, where)
+        return _score(problem, response, loose, where)
     except DataError as error:
         return Verdict(0.0, str(error), "error")
+    except Exception as error:  # a crashing check costs this sample, never the run
+        return Verdict(0.0, f"verifier error: {type(error).__name__}: {error}", "error")
+
+
+def _score(problem: Problem, response: str, loose: bool, where: str) -> Verdict:
+    """:func:`score` without its error handling."""
+    pairs = validate_metadata(problem.metadata, where)
     answer = final_answer(response)
     if answer is None:
         return Verdict(0.0, "unterminated think", "ok")
@@ -660,12 +668,9 @@ def score(problem: Problem, response: str, *, loose: bool = False) -> Verdict:
         return Verdict(0.0, "empty response", "ok")
     texts = loose_variants(answer) if loose else [answer]
     failed: list[str] = []
-    try:
-        for instruction_id, kwargs in pairs:
-            if not any(check_instruction(instruction_id, text, kwargs, problem.prompt) for text in texts):
-                failed.append(instruction_id)
-    except Exception as error:  # a crashing check costs this sample, never the run
-        return Verdict(0.0, f"verifier error: {type(error).__name__}: {error}", "error")
+    for instruction_id, kwargs in pairs:
+        if not any(check_instruction(instruction_id, text, kwargs, problem.prompt) for text in texts):
+            failed.append(instruction_id)
     followed = len(pairs) - len(failed)
     reason = f"followed {followed}/{len(pairs)}"
     if failed:
