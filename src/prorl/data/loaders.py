@@ -1,0 +1,248 @@
+"""Load problems from JSONL (``.jsonl``, ``.jsonl.gz``), Parquet, or a saved Hugging Face dataset directory.
+
+Every row becomes a :class:`~prorl.data.schema.Problem` through an adapter (our own schema, or a
+source format from :mod:`prorl.data.adapters`, named or detected from the first row's keys), is
+checked by :func:`~prorl.data.adapters.validate_problem`, and gets ``source = "<path>:<position>"``.
+
+Positions: JSONL rows are numbered by their 1-based line (blank lines are skipped but counted);
+Parquet rows and dataset-directory rows by their 0-based row index (the ``i`` of ``dataset[i]``).
+A bad row becomes a :class:`~prorl.errors.DataError` whose message reads
+``<path>:<position>: field '<name>': <what was expected>, got <what was there>``.
+
+Dataset directories are read with pyarrow alone (no ``datasets`` package at run time): a folder
+written by ``Dataset.save_to_disk`` (``state.json`` listing ``.arrow`` files in Arrow's streaming
+format), or a ``DatasetDict`` folder (``dataset_dict.json`` plus one folder per split). A DatasetDict
+with one split loads that split; with several, name the split folder (``path/train``) — loading every
+split together would silently mix training and test data.
+
+Columnar files cannot hold "absent": a struct column gives every row every key, None where a row had
+none. None values are therefore dropped at the top level and one level down in ``metadata`` and
+``tests``; deeper Nones are kept (a Reasoning Gym entry may rely on them).
+
+Plain Python (pyarrow is imported only for columnar files): this module never imports torch.
+
+>>> import json, tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> rows = [{"id": "a", "domain": "math", "prompt": "1+1=", "answer": "2"},
+...         {"id": "b", "domain": "maths", "prompt": "2+2=", "answer": "4"}]
+>>> _ = (d / "t.jsonl").write_text("\\n".join(json.dumps(r) for r in rows))
+>>> [p if isinstance(p, DataError) else p.source for p in iter_problems(d / "t.jsonl")]  # doctest: +ELLIPSIS
+['.../t.jsonl:1', DataError(".../t.jsonl:2: field 'domain': expected one of math, code, stem, logic, instruction, got 'maths'")]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from prorl.data.adapters import ADAPTERS, FieldError, detect_adapter, validate_problem
+from prorl.data.schema import DOMAINS, Problem
+from prorl.errors import ConfigError, DataError
+
+FORMATS = ".jsonl, .jsonl.gz, .parquet, or a directory saved by datasets' save_to_disk"
+"""What :func:`load_problems` reads, for error messages."""
+
+
+def _format(path: Path) -> str:
+    """'jsonl', 'parquet' or 'arrow-dir' for ``path``, or DataError."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    if path.is_dir():
+        return "arrow-dir"
+    name = path.name.lower()
+    if name.endswith(".jsonl") or name.endswith(".jsonl.gz"):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    raise DataError(f"{path}: unknown file format, expected {FORMATS}")
+
+
+def _stem(path: Path) -> str:
+    """File name without its data extensions: ``train.jsonl.gz`` -> ``train``."""
+    name = path.name
+    for ext in (".jsonl.gz", ".jsonl", ".parquet"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _drop_nones(row: dict) -> dict:
+    """Columnar rows: drop None values at the top level and in ``metadata`` / ``tests`` (see module doc)."""
+    out = {}
+    for key, value in row.items():
+        if value is None:
+            continue
+        if key in ("metadata", "tests") and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None}
+        out[key] = value
+    return out
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(1-based line, decoded row, None) or (line, None, error) for every non-blank line."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield line_no, None, f"not valid UTF-8 (byte {exc.start})"
+                continue
+            if not text.strip():
+                continue
+            try:
+                yield line_no, json.loads(text), None
+            except json.JSONDecodeError as exc:
+                yield line_no, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
+    index = 0
+    for batch in parquet.iter_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            yield index, _drop_nones(row), None
+            index += 1
+
+
+def _arrow_files(path: Path) -> list[Path]:
+    """The ``.arrow`` files of a saved dataset directory, in order (see module doc for the layout)."""
+    dict_file = path / "dataset_dict.json"
+    if dict_file.exists():
+        try:
+            splits = json.loads(dict_file.read_text())["splits"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DataError(f"{dict_file}: expected a JSON object with a 'splits' list") from None
+        if len(splits) != 1:
+            raise DataError(f"{path}: a dataset with splits {', '.join(map(str, splits))}: "
+                            f"name one split's folder, e.g. {path / str(splits[0])}")
+        return _arrow_files(path / str(splits[0]))
+    state_file = path / "state.json"
+    if state_file.exists():
+        try:
+            names = [entry["filename"] for entry in json.loads(state_file.read_text())["_data_files"]]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DataError(f"{state_file}: expected a JSON object with a '_data_files' list of {{'filename': ...}}") from None
+        files = [path / name for name in names]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise DataError(f"{state_file}: lists missing data files: {', '.join(missing)}")
+        return files
+    raise DataError(f"{path}: a directory without state.json or dataset_dict.json; expected {FORMATS}")
+
+
+def _arrow_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    import pyarrow as pa
+
+    index = 0
+    for file in _arrow_files(path):
+        with pa.memory_map(str(file)) as source:
+            try:
+                reader = pa.ipc.open_stream(source)
+            except pa.ArrowInvalid:
+                # Older writers used Arrow's random-access file format; read that too.
+                source.seek(0)
+                try:
+                    reader = pa.ipc.open_file(source)
+                except pa.ArrowInvalid as exc:
+                    raise DataError(f"{file}: not an Arrow IPC file ({exc})") from None
+            batches = reader if isinstance(reader, pa.ipc.RecordBatchStreamReader) else (
+                reader.get_batch(i) for i in range(reader.num_record_batches))
+            for batch in batches:
+                for row in batch.to_pylist():
+                    yield index, _drop_nones(row), None
+                    index += 1
+
+
+def read_rows(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
+    """Raw rows of a file: ``(position, row, None)``, or ``(position, None, error)`` for unreadable lines.
+
+    Positions follow the module doc (1-based lines for JSONL, 0-based row indices otherwise). A missing
+    file, an unknown format or a damaged columnar file raises DataError at once.
+    """
+    path = Path(path)
+    kind = _format(path)
+    return {"jsonl": _jsonl_rows, "parquet": _parquet_rows, "arrow-dir": _arrow_rows}[kind](path)
+
+
+def _resolve_adapter(adapter: str | None, row: dict, path: Path, position: int) -> str:
+    if adapter is not None:
+        return adapter
+    name = detect_adapter(row)
+    if name is None:
+        raise DataError(f"{path}:{position}: cannot tell the row format from its fields "
+                        f"({', '.join(sorted(map(str, row)))}); pass an adapter, one of {', '.join(ADAPTERS)}")
+    return name
+
+
+def iter_problems(path: str | Path, *, adapter: str | None = None,
+                  domain: str | None = None) -> Iterator[Problem | DataError]:
+    """One item per row of ``path``: the Problem, or the DataError that says what is wrong with it.
+
+    Args:
+        path: a ``.jsonl`` / ``.jsonl.gz`` / ``.parquet`` file or a saved dataset directory.
+        adapter: a name from ``ADAPTERS``; None detects it from the first readable row.
+        domain: the file's domain: filled in for our-schema rows that lack ``domain``, and every
+            problem must have it (a mismatch is a bad row).
+
+    File-level problems (no such file, unknown format, undetectable adapter) raise DataError instead
+    of being yielded; an unknown adapter or domain name raises ConfigError. Ids must be unique in a file.
+    """
+    path = Path(path)
+    if adapter is not None and adapter not in ADAPTERS:
+        raise ConfigError(f"unknown adapter {adapter!r}; expected one of {', '.join(ADAPTERS)}")
+    if domain is not None and domain not in DOMAINS:
+        raise ConfigError(f"unknown domain {domain!r}; expected one of {', '.join(DOMAINS)}")
+    columnar = _format(path) != "jsonl"
+    where = "row" if columnar else "line"
+    stem = _stem(path)
+    first_seen: dict[str, int] = {}
+    for position, row, error in read_rows(path):
+        prefix = f"{path}:{position}"
+        if error is not None:
+            yield DataError(f"{prefix}: {error}")
+            continue
+        if not isinstance(row, dict):
+            yield DataError(f"{prefix}: expected a JSON object, got {type(row).__name__}")
+            continue
+        adapter = _resolve_adapter(adapter, row, path, position)
+        if domain is not None and adapter == "prorl" and row.get("domain") is None:
+            row = {**row, "domain": domain}
+        try:
+            problem = validate_problem(ADAPTERS[adapter](row, default_id=f"{stem}-{position}"))
+            if domain is not None and problem.domain != domain:
+                raise FieldError("domain", f"expected {domain!r} (the domain this file was loaded as), "
+                                           f"got {problem.domain!r}")
+        except FieldError as exc:
+            yield DataError(f"{prefix}: {exc}")
+            continue
+        if problem.id in first_seen:
+            yield DataError(f"{prefix}: field 'id': expected ids unique within the file, "
+                            f"got {problem.id!r} again (first at {where} {first_seen[problem.id]})")
+            continue
+        first_seen[problem.id] = position
+        yield dataclasses.replace(problem, source=prefix)
+
+
+def load_problems(path: str | Path, *, adapter: str | None = None, domain: str | None = None) -> list[Problem]:
+    """All problems of ``path``; the first bad row raises its DataError (``prorl data check`` lists all).
+
+    Arguments are those of :func:`iter_problems`. An empty file is an error too: a silently empty
+    training set would only fail later, further from the cause.
+    """
+    problems = []
+    for item in iter_problems(path, adapter=adapter, domain=domain):
+        if isinstance(item, DataError):
+            raise item
+        problems.append(item)
+    if not problems:
+        raise DataError(f"{path}: no rows")
+    return problems
