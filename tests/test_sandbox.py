@@ -328,6 +328,35 @@ def test_double_forked_daemon_does_not_outlive_the_run():
     assert processes_with(marker) == []  # and the daemon is gone
 
 
+@needs_bwrap
+def test_sandbox_dies_with_the_trainer():
+    marker = f"orphan-{uuid.uuid4().hex}"
+    # The marker is spelled backwards in the trainer's own command line, so only the sandboxed program matches.
+    inner = f"import os, sys; os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', '{marker[::-1]}'[::-1]])"
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", f"from prorl.verifiers import sandbox; sandbox.run_python({inner!r}, timeout_s=60)"]
+    )
+    try:
+        for _ in range(500):
+            if processes_with(marker):
+                break
+            time.sleep(0.01)
+        assert processes_with(marker), "the sandboxed program never started"
+    finally:
+        trainer.kill()  # SIGKILL: the trainer gets no chance to clean up
+        trainer.wait()
+    for _ in range(200):  # the kernel delivers the parent-death signals asynchronously
+        if not processes_with(marker):
+            break
+        time.sleep(0.01)
+    assert processes_with(marker) == []
+    # The dead trainer's cgroup is cleaned up by the next process that probes (here: this one, by hand).
+    setup = sandbox._get_setup()
+    if setup.cgroup is not None:
+        removed = sandbox._remove_stale_cgroups(setup.cgroup)
+        assert removed and all(f"-{trainer.pid}-" in path for path in removed)
+
+
 # ---------------------------------------------------------------------------------------------
 # Output
 

@@ -16,7 +16,8 @@ How it runs (one sandbox execution per problem, for throughput): the code is com
 (compiling is safe, executing is not) so a syntax error costs no sandbox run. Then a small harness runs
 in :mod:`prorl.verifiers.sandbox` and, for every test input, forks a child that runs the candidate with
 that input as stdin (or calls the function) and its stdout captured in a file; the harness reports each
-produced output as one JSON line behind a random per-run delimiter. Expected outputs never enter the
+produced output as one line (a Python literal, read back here with ``ast.literal_eval``; return values
+travel as JSON text) behind a random per-run delimiter. Expected outputs never enter the
 sandbox: this (trusted) process compares. A fork per test means each test starts from a fresh interpreter
 state, and a crash, ``os._exit`` or ``sys.exit`` in one test touches only that test.
 
@@ -53,7 +54,9 @@ Verdict(score=0.0, reason='no code block', status='ok')
 
 from __future__ import annotations
 
+import ast
 import json
+import marshal
 import math
 import re
 import secrets
@@ -76,9 +79,9 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)```", re.DOTALL)
 # The harness runs inside the sandbox: it reads its settings from stdin, runs every test in a forked child,
 # and writes one record per test to fd 1. It never sees expected outputs.
 HARNESS = r'''
-import io, json, os, select, sys, time, traceback
+import marshal, os, select, sys, time  # kept small: every import here is paid once per problem
 
-cfg = json.loads(sys.stdin.read())
+cfg = marshal.loads(sys.stdin.buffer.read())  # written by the trusted parent
 start = time.monotonic()
 deadline = start + cfg["budget_s"]
 delim = cfg["delimiter"].encode()
@@ -87,10 +90,12 @@ cap = cfg["max_output"]
 with open("solution.py", encoding="utf-8") as f:
     code = compile(f.read(), "solution.py", "exec")
 sys.stdin.close()
+if fn_name:
+    import json
 
 
 def emit(record):
-    os.write(1, delim + json.dumps(record).encode() + b"\n")
+    os.write(1, delim + repr(record).encode("utf-8", "replace") + b"\n")
 
 
 def to_json(value):
@@ -131,6 +136,8 @@ def child(i, args):
             print(f"SystemExit: {e.code}", file=sys.stderr)
             status = 1
     except BaseException:
+        import traceback
+
         traceback.print_exc()
         status = 1
     try:
@@ -143,17 +150,29 @@ def child(i, args):
 
 def wait(pid):
     """Wait for pid until the deadline; returns the wait status, or None after killing it at the deadline."""
+    try:  # a pidfd wakes us the moment the child exits; polling is the fallback for old kernels
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
     delay = 0.0005
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        if time.monotonic() >= deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            return None
-        time.sleep(delay)
-        delay = min(delay * 2, 0.005)
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                return None
+            if fd is not None:
+                select.select([fd], [], [], left)
+            else:
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 0.005)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def tail(path, limit=300):
@@ -201,8 +220,8 @@ for i, test_input in enumerate(cfg["inputs"]):
     if fn_name and record["status"] == "ok":
         try:
             with open("/tmp/result", encoding="utf-8") as f:
-                record["result"] = json.loads(f.read())
-        except (OSError, ValueError):
+                record["result_json"] = f.read(cap)
+        except OSError:
             record["status"], record["error"] = "error", "no return value"
     emit(record)
 '''
@@ -328,6 +347,17 @@ def _call_args(test_input: Any) -> list[Any]:
     return test_input if isinstance(test_input, list) else [test_input]
 
 
+def _loads(text: Any) -> Any:
+    """A call-mode return value from its JSON text; a marker that matches nothing when unreadable."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return _UNREADABLE
+
+
+_UNREADABLE = object()
+
+
 def parse_records(stdout: bytes, delimiter: str) -> dict[int, dict[str, Any]]:
     """The harness's records by test index; the last record for an index wins (see module docstring).
 
@@ -340,8 +370,8 @@ def parse_records(stdout: bytes, delimiter: str) -> dict[int, dict[str, Any]]:
         if not line.startswith(prefix):
             continue
         try:
-            record = json.loads(line[len(prefix) :])
-        except ValueError:
+            record = ast.literal_eval(line[len(prefix) :].decode("utf-8", "replace"))
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
         if isinstance(record, dict) and isinstance(record.get("i"), int):
             records[record["i"]] = record
@@ -385,9 +415,13 @@ def score(problem: Problem, response: str, *, timeout_s: float = 5.0, memory_mb:
         "max_output": MAX_OUTPUT_PER_TEST,
     }
     try:
+        harness_input = marshal.dumps(config)
+    except ValueError as e:  # e.g. a numpy array among the inputs
+        return Verdict(0.0, f"problem {problem.id}: test inputs are not plain JSON values: {e}", "error")
+    try:
         result = sandbox.run_python(
             HARNESS,
-            stdin=json.dumps(config).encode(),
+            stdin=harness_input,
             files={"solution.py": code},
             timeout_s=timeout_s + _SANDBOX_GRACE_S,
             memory_mb=memory_mb,
@@ -409,7 +443,7 @@ def score(problem: Problem, response: str, *, timeout_s: float = 5.0, memory_mb:
         elif record.get("status") != "ok":
             ok, why = False, f"test {i + 1}: {record.get('error', 'error')}"
         elif fn_name:
-            ok, why = _result_matches(record.get("result"), expected), f"test {i + 1}: wrong answer"
+            ok, why = _result_matches(_loads(record.get("result_json")), expected), f"test {i + 1}: wrong answer"
         else:
             ok, why = stdout_matches(str(record.get("stdout", "")), _as_text(expected)), f"test {i + 1}: wrong answer"
         passed += ok

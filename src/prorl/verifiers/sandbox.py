@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import functools
 import itertools
 import logging
 import math
@@ -235,6 +236,45 @@ def _probe_cgroup() -> tuple[_Cgroup | None, str]:
     return None, "no cgroup v2 hierarchy and no cgroup v1 memory+pids controllers under /sys/fs/cgroup"
 
 
+def _remove_stale_cgroups(where: _Cgroup) -> list[str]:
+    """Remove per-run cgroups left by trainers that died mid-run (their pid is in the name); returns them.
+
+    A trainer killed with SIGKILL cannot remove its run's cgroup; its processes die with it
+    (``--die-with-parent``) but the empty directory stays until the next process probes.
+    """
+    removed = []
+    for parent in {where.memory_parent, where.pids_parent}:
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in names:
+            parts = name.split("-")
+            if not name.startswith(_CGROUP_PREFIX + "-") or len(parts) != 4 or not parts[2].isdigit():
+                continue
+            try:
+                os.kill(int(parts[2]), 0)
+                continue  # its trainer is alive: not stale
+            except ProcessLookupError:
+                pass
+            except OSError:
+                continue
+            path = os.path.join(parent, name)
+            for _ in range(100):
+                try:
+                    os.rmdir(path)
+                    removed.append(path)
+                    break
+                except OSError:
+                    try:
+                        for pid in Path(path, "cgroup.procs").read_text().split():
+                            os.kill(int(pid), signal.SIGKILL)
+                    except (OSError, ValueError):
+                        break
+                    time.sleep(0.01)
+    return removed
+
+
 def _etc_dir() -> str:
     """A synthetic /etc for the sandbox: just enough for uid lookups and localhost; never the host's."""
     path = tempfile.mkdtemp(prefix="prorl-sandbox-etc-")
@@ -285,6 +325,9 @@ def _can_drop_uid() -> bool:
 def _probe() -> _Setup:
     """Decide the isolation level once: try bwrap for real, then try to make a cgroup."""
     cgroup, cgroup_why = _probe_cgroup()
+    if cgroup is not None:
+        for path in _remove_stale_cgroups(cgroup):
+            log.info("prorl sandbox: removed a cgroup left by a dead trainer: %s", path)
     bwrap = _find_bwrap()
     mounts: tuple[str, ...] = ()
     bwrap_why = ""
@@ -514,11 +557,12 @@ def _bwrap_argv(
     return args
 
 
-def _base_site_packages() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def _base_site_packages() -> tuple[str, ...]:
     """The base interpreter's site-packages directories (they hold whatever was pip-installed there)."""
     scheme_vars = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}
     paths = {os.path.realpath(sysconfig.get_path(k, vars=scheme_vars)) for k in ("purelib", "platlib")}
-    return sorted(p for p in paths if os.path.isdir(p))
+    return tuple(sorted(p for p in paths if os.path.isdir(p)))
 
 
 def _write_files(workdir: str, files: dict[str, str | bytes] | None) -> None:
