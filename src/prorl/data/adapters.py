@@ -64,9 +64,13 @@ def _text(row: dict, field: str, *, where: str | None = None) -> str:
 
 
 def _optional_text(row: dict, field: str) -> str | None:
-    """An optional string field; numbers become strings, None and absence give None."""
-    if row.get(field) is None:
-        return None
+    """An optional string field; numbers become strings, None and absence give None.
+
+    Empty strings are passed on: whether a domain needs the field is :func:`validate_problem`'s call.
+    """
+    value = row.get(field)
+    if value is None or isinstance(value, str):
+        return value
     return _text(row, field)
 
 

@@ -16,8 +16,10 @@ with one split loads that split; with several, name the split folder (``path/tra
 split together would silently mix training and test data.
 
 Columnar files cannot hold "absent": a struct column gives every row every key, None where a row had
-none. None values are therefore dropped at the top level and one level down in ``metadata`` and
-``tests``; deeper Nones are kept (a Reasoning Gym entry may rely on them).
+none. None values are therefore dropped at the top level, one level down in ``metadata`` and
+``tests``, and in each ``metadata.kwargs`` dict (instruction arguments); deeper Nones are kept (a
+Reasoning Gym entry may rely on them). pyarrow cannot write an empty struct to Parquet, so write
+instruction kwargs such as ``[{}]`` as a JSON string column (``metadata`` may be one) or use JSONL.
 
 Plain Python (pyarrow is imported only for columnar files): this module never imports torch.
 
@@ -77,6 +79,10 @@ def _drop_nones(row: dict) -> dict:
             continue
         if key in ("metadata", "tests") and isinstance(value, dict):
             value = {k: v for k, v in value.items() if v is not None}
+            if key == "metadata" and isinstance(value.get("kwargs"), list):
+                # Instruction arguments: a list column of structs fills every argument name in.
+                value["kwargs"] = [{k: v for k, v in kw.items() if v is not None} if isinstance(kw, dict) else kw
+                                   for kw in value["kwargs"]]
         out[key] = value
     return out
 
@@ -87,7 +93,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
     with opener(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as exc:
                 yield line_no, None, f"not valid UTF-8 (byte {exc.start})"
                 continue
