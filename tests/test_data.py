@@ -330,6 +330,8 @@ ADAPTER_CASES = [
     ("ifeval", {"input": [{"role": "user", "content": "Say hi in lowercase."}],
                 "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}]},
      {"id": "f-1", "prompt": "Say hi in lowercase."}),
+    ("ifeval", {"id": "n7", "prompt": "Say hi.", "instruction_ids": ["punctuation:no_comma"], "kwargs": "[{}]"},
+     {"id": "n7", "metadata": {"instruction_ids": ["punctuation:no_comma"], "kwargs": [{}]}}),
 ]
 
 

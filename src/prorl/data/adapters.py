@@ -337,8 +337,8 @@ def from_ifeval(row: dict, *, default_id: str) -> Problem:
     """IFEval-style instruction following (Llama-Nemotron IF data, IFEval itself): prompt plus constraints.
 
     Fields, with IFEval's names: ``prompt`` (a string, or a chat list; ``input`` is accepted as a
-    variant), ``instruction_id_list`` (e.g. ``["punctuation:no_comma"]``) and ``kwargs`` (one dict per
-    instruction). None-valued keys in each kwargs dict are dropped: the Hugging Face copy of IFEval
+    variant), ``instruction_id_list`` (e.g. ``["punctuation:no_comma"]``; ``instruction_ids`` is accepted
+    as a variant) and ``kwargs`` (one dict per instruction, or a JSON string of the list). None-valued keys in each kwargs dict are dropped: the Hugging Face copy of IFEval
     fills every possible argument with None. ``key`` or ``id`` gives the id. Unsure: the exact field
     names of the Nemotron instruction-following subset; rows that use other names need a conversion.
 
@@ -351,7 +351,7 @@ def from_ifeval(row: dict, *, default_id: str) -> Problem:
     """
     prompt_key = "prompt" if row.get("prompt") is not None else "input"
     prompt, _system = _chat_text(row.get(prompt_key), prompt_key)
-    ids = row.get("instruction_id_list")
+    ids = row.get("instruction_id_list", row.get("instruction_ids"))
     kwargs = _json_field(row, "kwargs")
     if isinstance(kwargs, list):
         kwargs = [{k: v for k, v in kw.items() if v is not None} if isinstance(kw, dict) else kw for kw in kwargs]
@@ -379,7 +379,7 @@ def detect_adapter(keys: set[str] | list[str]) -> str | None:
     - ``prorl``: has ``prompt`` and ``domain`` or ``id`` (our schema), and neither ``reward_model``
       nor ``instruction_id_list``.
     - ``eurus``: has ``reward_model`` and ``prompt``.
-    - ``ifeval``: has ``instruction_id_list``.
+    - ``ifeval``: has ``instruction_id_list`` or ``instruction_ids``.
     - ``reasoning_gym``: has ``question`` and ``metadata``.
     - ``scp``: has ``problem`` and one of ``matched_solution``, ``extracted_answer``, ``options``,
       ``choices``, ``domain``.
@@ -394,9 +394,9 @@ def detect_adapter(keys: set[str] | list[str]) -> str | None:
     scp_keys = {"matched_solution", "extracted_answer", "options", "choices", "domain"}
     rules = {
         "prorl": "prompt" in keys and bool(keys & {"domain", "id"})
-        and not keys & {"reward_model", "instruction_id_list"},
+        and not keys & {"reward_model", "instruction_id_list", "instruction_ids"},
         "eurus": {"reward_model", "prompt"} <= keys,
-        "ifeval": "instruction_id_list" in keys,
+        "ifeval": bool(keys & {"instruction_id_list", "instruction_ids"}),
         "reasoning_gym": {"question", "metadata"} <= keys,
         "scp": "problem" in keys and bool(keys & scp_keys),
         "deepscaler": {"problem", "answer"} <= keys and not keys & scp_keys,
