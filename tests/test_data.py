@@ -161,10 +161,10 @@ def test_undetectable_format(tmp_path):
 
 
 def test_domain_argument_fills_and_checks(tmp_path):
-    path = write_jsonl(tmp_path / "t.jsonl", [{"id": "a", "prompt": "1+1=", "answer": "2"},
+    path = write_jsonl(tmp_path / "t.jsonl", [{"prompt": "1+1=", "answer": "2"},
                                               {"id": "b", "domain": "stem", "prompt": "?", "answer": "A"}])
     items = list(iter_problems(path, domain="math"))
-    assert items[0] == Problem(id="a", domain="math", prompt="1+1=", answer="2", source=f"{path}:1")
+    assert items[0] == Problem(id="t-1", domain="math", prompt="1+1=", answer="2", source=f"{path}:1")
     assert str(items[1]) == (f"{path}:2: field 'domain': expected 'math' (the domain this file was loaded as), "
                              f"got 'stem'")
 

@@ -179,10 +179,11 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
     return {"jsonl": _jsonl_rows, "parquet": _parquet_rows, "arrow-dir": _arrow_rows}[kind](path)
 
 
-def _resolve_adapter(adapter: str | None, row: dict, path: Path, position: int) -> str:
+def _resolve_adapter(adapter: str | None, row: dict, path: Path, position: int, domain: str | None) -> str:
     if adapter is not None:
         return adapter
-    name = detect_adapter(row)
+    # With the file's domain given, our-schema rows may leave out both domain and id.
+    name = detect_adapter(set(row) | ({"domain"} if domain is not None and "prompt" in row else set()))
     if name is None:
         raise DataError(f"{path}:{position}: cannot tell the row format from its fields "
                         f"({', '.join(sorted(map(str, row)))}); pass an adapter, one of {', '.join(ADAPTERS)}")
@@ -219,7 +220,7 @@ def iter_problems(path: str | Path, *, adapter: str | None = None,
         if not isinstance(row, dict):
             yield DataError(f"{prefix}: expected a JSON object, got {type(row).__name__}")
             continue
-        adapter = _resolve_adapter(adapter, row, path, position)
+        adapter = _resolve_adapter(adapter, row, path, position, domain)
         if domain is not None and adapter == "prorl" and row.get("domain") is None:
             row = {**row, "domain": domain}
         try:
