@@ -74,12 +74,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="threads issuing runs at once")
     args = parser.parse_args()
 
+    # Wall-clock rates fall with whatever else runs on the machine: the load average is printed beside them.
+    # (CPU-time accounting cannot replace them: rusage does not see processes reaped inside bwrap's pid namespace.)
     print(f"isolation: {sandbox.isolation()}   cores: {os.cpu_count()}   python: {sys.version.split()[0]}")
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     trivial = rate(check_trivial, args.runs, args.concurrency)
     print(f"trivial print(1): {trivial:.1f} executions/s (concurrency {args.concurrency}, {args.runs} runs)")
     problems = rate(check_problem, args.runs // 2, args.concurrency)
     print(f"code verifier, 3-test stdin problem: {problems:.1f} problems/s (concurrency {args.concurrency})")
 
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     base_python = sandbox._python_argv(False)
     setup = sandbox._get_setup()
     print("where one sequential run spends its time (median ms):")

@@ -89,6 +89,18 @@ def test_file_names_escaping_the_working_directory_are_refused():
         sandbox.run(["/bin/true"], files={"../escape.txt": "x"})
 
 
+def test_concurrent_runs_do_not_mix_and_leave_no_cgroups():
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda k: sandbox.run_python(f"print({k} * 2)"), range(12)))
+    assert [r.stdout for r in results] == [f"{k * 2}\n".encode() for k in range(12)]
+    setup = sandbox._get_setup()
+    if setup.cgroup is not None:
+        for parent in {setup.cgroup.memory_parent, setup.cgroup.pids_parent}:
+            assert not [n for n in os.listdir(parent) if n.startswith(f"prorl-sandbox-{os.getpid()}-")]
+
+
 # ---------------------------------------------------------------------------------------------
 # Time
 
@@ -102,6 +114,11 @@ def test_deadline_kills_the_program(source):
     r = sandbox.run_python(source, timeout_s=1.0)
     assert r.timed_out and r.returncode is None
     assert 1.0 <= r.elapsed_s < 2.0
+
+
+def test_program_closing_its_outputs_is_still_held_to_the_deadline():
+    r = py("import os, time\nos.close(1)\nos.close(2)\ntime.sleep(1000)", timeout_s=1.0)
+    assert r.timed_out and r.returncode is None and 1.0 <= r.elapsed_s < 2.0
 
 
 def test_program_ignoring_sigterm_is_still_killed():

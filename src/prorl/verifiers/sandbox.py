@@ -342,7 +342,7 @@ def _probe() -> _Setup:
                 _bwrap_argv(bwrap, mounts, None, 1 << 20, ["/bin/sh", "-c", "exit 0"], site_packages=False),
                 capture_output=True,
                 timeout=10,
-                preexec_fn=_make_preexec(None, 10, 1 << 20, 64, 1 << 20, rlimits_strict=drop, drop_uid=drop),
+                preexec_fn=_make_preexec(None, 10, 1 << 30, 64, 1 << 20, rlimits_strict=drop, drop_uid=drop),
             )
             if done.returncode != 0:
                 bwrap_why = f"bwrap cannot create namespaces here: {done.stderr.decode(errors='replace').strip()}"
@@ -356,7 +356,10 @@ def _probe() -> _Setup:
     drop = cgroup is None and _can_drop_uid()
     root_why = ""
     if cgroup is None and os.geteuid() == 0 and not drop:
-        root_why = f"the program runs as ROOT: uid {SANDBOX_UID} cannot reach the interpreter"
+        root_why = (
+            f"the program runs as ROOT (uid {SANDBOX_UID} cannot reach the interpreter), and RLIMIT_NPROC does "
+            "not bind root: the number of processes is bounded only by the deadline"
+        )
     why = "; ".join(w for w in (bwrap_why, cgroup_why, root_why) if w)
     return _Setup(layers, bwrap, cgroup, mounts, why, drop)
 
@@ -662,7 +665,9 @@ def run(
         stdout, stderr, timed_out, truncated = _communicate(proc, stdin, deadline, max_output_bytes)
         if timed_out or truncated:
             _kill_tree(proc, cgroup)
-        returncode = _reap(proc, cgroup)
+            returncode = proc.wait()
+        else:  # both outputs closed; the program may still be running (it closed them itself)
+            returncode, timed_out = _reap(proc, cgroup, deadline)
         elapsed = time.monotonic() - start
         return SandboxResult(
             returncode=None if timed_out else returncode,
@@ -762,13 +767,13 @@ def _kill_tree(proc: subprocess.Popen, cgroup: _RunCgroup | None) -> None:
         cgroup.kill()
 
 
-def _reap(proc: subprocess.Popen, cgroup: _RunCgroup | None) -> int:
-    """Wait for the launched process; past a short grace, kill the tree (e.g. stdout closed early)."""
+def _reap(proc: subprocess.Popen, cgroup: _RunCgroup | None, deadline: float) -> tuple[int, bool]:
+    """Wait for the launched process until the deadline; returns (returncode, timed_out)."""
     try:
-        return proc.wait(timeout=1.0)
+        return proc.wait(timeout=max(0.0, deadline - time.monotonic())), False
     except subprocess.TimeoutExpired:
         _kill_tree(proc, cgroup)
-        return proc.wait()
+        return proc.wait(), True
 
 
 def _python_argv(site_packages: bool) -> list[str]:
