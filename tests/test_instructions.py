@@ -360,3 +360,43 @@ def test_a_crashing_check_costs_one_sample(monkeypatch):
     monkeypatch.setitem(module._CHECKS, "startend:quotation", (explode, (), ()))
     verdict = score(problem(["startend:quotation"], [{}]), "text")
     assert verdict == module.Verdict(0.0, "verifier error: ZeroDivisionError: boom", "error")
+
+
+# ------------------------------------------------------------------ adversarial long answers
+
+ALL_KWARGS = {
+    "keywords:existence": {"keywords": ["a"]},
+    "keywords:frequency": {"keyword": "a", "frequency": 2, "relation": "at least"},
+    "keywords:forbidden_words": {"forbidden_words": ["x"]},
+    "keywords:letter_frequency": {"letter": "a", "let_frequency": 2, "let_relation": "at least"},
+    "language:response_language": {"language": "en"},
+    "length_constraints:number_sentences": {"num_sentences": 2, "relation": "at least"},
+    "length_constraints:number_paragraphs": {"num_paragraphs": 2},
+    "length_constraints:number_words": {"num_words": 2, "relation": "at least"},
+    "length_constraints:nth_paragraph_first_word": {"num_paragraphs": 2, "nth_paragraph": 1, "first_word": "a"},
+    "detectable_content:number_placeholders": {"num_placeholders": 2},
+    "detectable_content:postscript": {"postscript_marker": "P.S."},
+    "detectable_format:number_bullet_lists": {"num_bullets": 2},
+    "detectable_format:number_highlighted_sections": {"num_highlights": 2},
+    "detectable_format:multiple_sections": {"section_spliter": "Section", "num_sections": 2},
+    "startend:end_checker": {"end_phrase": "bye"},
+    "change_case:capital_word_frequency": {"capital_frequency": 2, "capital_relation": "at least"},
+    "combination:repeat_prompt": {"prompt_to_repeat": "hi"},
+}
+ALL_25 = problem(list(INSTRUCTION_IDS), [ALL_KWARGS.get(i, {}) for i in INSTRUCTION_IDS])
+
+
+@pytest.mark.parametrize(
+    "answer",
+    # Each once made a check slow (quadratic regex backtracking) or crash (JSON recursion).
+    ["<<" * 25_000, "." * 50_000 + "x", "[" * 25_000 + "]" * 25_000, "a. " * 17_000, "* x *" * 10_000],
+    ids=["title-open", "period-run", "nested-json", "many-sentences", "emphasis"],
+)
+def test_long_adversarial_answers_are_scored_quickly(answer):
+    import time
+
+    start = time.perf_counter()
+    for loose in (False, True):
+        assert score(ALL_25, answer, loose=loose).status == "ok"
+    # Linear checks take ~0.05 s here; the quadratic versions took 10 s and more at this size.
+    assert time.perf_counter() - start < 3.0

@@ -82,7 +82,11 @@ def count_words(text: str) -> int:
     return len(words(text))
 
 
-_SENTENCE_END_RE = re.compile(r"[.!?\u2026\u3002\uff01\uff1f]+[\"'\u201d\u2019)\]]*(?=\s|$)")
+_SENTENCE_END_RE = re.compile(
+    # The lookbehind starts a match only at the beginning of a run of end marks: without it a long
+    # run ("......x") is retried from every position, which is quadratic in the run's length.
+    r"(?<![.!?\u2026\u3002\uff01\uff1f])[.!?\u2026\u3002\uff01\uff1f]+[\"'\u201d\u2019)\]]*(?=\s|$)"
+)
 """A sentence end: a run of . ! ? … 。 ！ ？, optional closing quotes/brackets, then space or the end."""
 
 _ABBREVIATIONS = frozenset(
@@ -95,9 +99,11 @@ _TOKEN_BEFORE_RE = re.compile(r"([A-Za-z](?:[A-Za-z.]*[A-Za-z])?)$")
 
 def _is_abbreviation(before: str) -> bool:
     """Whether a period right after ``before`` belongs to an abbreviation or an initial."""
-    match = _TOKEN_BEFORE_RE.search(before)
-    if match is None:
-        return False
+    # Look at a short tail only: searching the whole prefix at every period is quadratic on long lines.
+    tail = before[-32:]
+    match = _TOKEN_BEFORE_RE.search(tail)
+    if match is None or (match.start() == 0 and len(before) > len(tail)):
+        return False  # no token, or one longer than any abbreviation
     token = match.group(1)
     if token.lower() in _ABBREVIATIONS:
         return True
@@ -395,13 +401,14 @@ def _json_format(response: str, kwargs: dict, prompt: str) -> bool:
         text = fenced.group(1).strip()
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested brackets ("[[[[...")
         return False
     # A bare number or string is valid JSON but would let "1" earn the reward: ask for structure.
     return isinstance(value, (dict, list))
 
 
-_TITLE_RE = re.compile(r"<<([^\n]+?)>>")
+# The title may not contain "<", ">" or a line break; this also keeps the search linear on "<<<<...".
+_TITLE_RE = re.compile(r"<<([^<>\n]+)>>")
 
 
 def _title(response: str, kwargs: dict, prompt: str) -> bool:
