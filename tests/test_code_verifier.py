@@ -50,6 +50,13 @@ CASES = [
     ("runtime error in one test", ADD,
      block("a, b = map(int, input().split())\nprint(a + b if a != 3 else 1 // 0)"), 2 / 3,
      "test 2: ZeroDivisionError"),
+    ("main() in a thread with a big stack, not joined", ADD,
+     block("import sys, threading\ndef main():\n    a, b = map(int, input().split())\n    print(a + b)\n"
+           "threading.stack_size(1 << 26)\nsys.setrecursionlimit(10 ** 6)\nthreading.Thread(target=main).start()"),
+     1.0, "passed 3/3"),
+    ("deep recursion crash in one test", ADD,
+     block("import sys\nsys.setrecursionlimit(10 ** 9)\ndef f(n):\n    return f(n + 1)\n"
+           "a, b = map(int, input().split())\nprint(f(0) if a == 10 else a + b)"), 2 / 3, "test 3:"),
     ("non-zero exit counts as an error", ADD, block("import sys\nprint(3)\nsys.exit(2)"), 0.0, "SystemExit: 2"),
     ("no code block", ADD, "The answer is a + b.", 0.0, "no code block"),
     ("unclosed code block", ADD, "```python\nprint(3)\n", 0.0, "no code block"),

@@ -140,6 +140,15 @@ def child(i, args):
 
         traceback.print_exc()
         status = 1
+    try:  # as the interpreter does at exit: wait for non-daemon threads (solutions often run main() in a
+        # thread to get a bigger stack), then run atexit handlers
+        if "threading" in sys.modules:
+            sys.modules["threading"]._shutdown()
+        import atexit
+
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -425,7 +434,8 @@ def score(problem: Problem, response: str, *, timeout_s: float = 5.0, memory_mb:
             files={"solution.py": code},
             timeout_s=timeout_s + _SANDBOX_GRACE_S,
             memory_mb=memory_mb,
-            max_output_bytes=len(inputs) * (2 * MAX_OUTPUT_PER_TEST + 4096),
+            # A record's text is at most 4x its bytes (repr escapes); the total is bounded all the same.
+            max_output_bytes=min(len(inputs) * (4 * MAX_OUTPUT_PER_TEST + 4096), 64 << 20),
         )
     except OSError as e:
         return Verdict(0.0, f"sandbox error: {e}", "error")
