@@ -256,7 +256,7 @@ def _plot_curves(path: Path, task: str, series: list[tuple[str, dict]], k_ref: i
     ax.set_xlabel("k")
     ax.set_ylabel("pass@k")
     ax.set_title(task, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
 
