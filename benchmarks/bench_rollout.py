@@ -1,0 +1,120 @@
+"""Tokens per second of ``prorl.rollout.generate`` against ``model.generate`` on the same model and batch.
+
+Usage (defaults: 128 sequences x 128 new tokens, tiny "2m" and "20m" models, bf16 and fp32, 5 rounds):
+
+    .venv/bin/python benchmarks/bench_rollout.py [--sizes 2m 20m] [--dtypes bfloat16 float32]
+        [--batch 128] [--new-tokens 128] [--rounds 5] [--threads N]
+
+Both engines sample (temperature 1.0, top_p 0.95, the same prompts, pad and EOS ids). Throughput counts
+the tokens each engine actually generated (through the first EOS), divided by wall time, so an early EOS
+in one engine does not flatter it; both run until every sequence ended or the limit was reached. Runs
+alternate (ours, generate, ours, generate, ...) after one untimed warm-up of each, and the table reports
+medians: timings on a small shared CPU swing by tens of percent from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+
+from prorl.rollout import generate
+from prorl.tiny import build_char_tokenizer, build_tiny_model
+
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def make_prompts(tokenizer, batch: int, seed: int) -> list[list[int]]:
+    """``batch`` random printable-ASCII prompts of 8 to 32 characters (different lengths: left padding matters)."""
+    rng = torch.Generator().manual_seed(seed)
+    chars = [tokenizer.convert_tokens_to_ids(c) for c in "0123456789+-*= abcdefghijklmnopqrstuvwxyz"]
+    prompts = []
+    for _ in range(batch):
+        n = int(torch.randint(8, 33, (1,), generator=rng))
+        idx = torch.randint(0, len(chars), (n,), generator=rng)
+        prompts.append([chars[i] for i in idx.tolist()])
+    return prompts
+
+
+def run_ours(model, prompts, args, eos, pad, seed) -> int:
+    """One call of our engine; returns the number of generated tokens."""
+    out = generate(
+        model, prompts, max_new_tokens=args.new_tokens, eos_token_ids=[eos], pad_token_id=pad,
+        temperature=args.temperature, top_p=args.top_p, generator=torch.Generator().manual_seed(seed),
+    )
+    return out.num_tokens
+
+
+def run_hf(model, prompts, args, eos, pad, seed) -> int:
+    """One call of ``model.generate``; returns the number of generated tokens (through the first EOS)."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
+    torch.manual_seed(seed)
+    out = model.generate(
+        input_ids=ids, attention_mask=mask, do_sample=True, temperature=args.temperature, top_p=args.top_p,
+        top_k=0, max_new_tokens=args.new_tokens, pad_token_id=pad, eos_token_id=eos,
+    )
+    resp = out[:, width:]  # [B, T]
+    is_eos = resp == eos
+    # Tokens through the first EOS (inclusive); rows without an EOS count every column.
+    seen_before = is_eos.long().cumsum(-1) - is_eos.long()  # [B, T] EOS tokens strictly before each column
+    return int((seen_before == 0).sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["2m", "20m"])
+    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"], choices=sorted(DTYPES))
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    tmp = tempfile.mkdtemp()
+    tokenizer = build_char_tokenizer(tmp)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    prompts = make_prompts(tokenizer, args.batch, seed=0)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch} x "
+          f"{args.new_tokens} new tokens, temperature {args.temperature}, top_p {args.top_p}, {args.rounds} rounds")
+    rows = []
+    for size in args.sizes:
+        base = build_tiny_model(f"{tmp}/{size}", tokenizer, size=size)
+        for dtype_name in args.dtypes:
+            model = base.to(DTYPES[dtype_name]).eval()
+            engines = {"ours": run_ours, "generate": run_hf}
+            for name, fn in engines.items():  # warm-up: first calls allocate and pick kernels
+                fn(model, prompts, args, eos, pad, seed=123)
+            rates = {name: [] for name in engines}
+            for r in range(args.rounds):
+                for name, fn in engines.items():
+                    t0 = time.perf_counter()
+                    n = fn(model, prompts, args, eos, pad, seed=r)
+                    rates[name].append(n / (time.perf_counter() - t0))
+            ours, hf = statistics.median(rates["ours"]), statistics.median(rates["generate"])
+            rows.append((size, dtype_name, ours, hf, ours / hf))
+            print(f"  {size} {dtype_name}: ours {[round(x) for x in rates['ours']]} "
+                  f"generate {[round(x) for x in rates['generate']]}", flush=True)
+    print()
+    print(f"| model | dtype | ours tok/s | generate tok/s | ratio |")
+    print(f"|---|---|---:|---:|---:|")
+    for size, dtype_name, ours, hf, ratio in rows:
+        print(f"| {size} | {dtype_name} | {ours:,.0f} | {hf:,.0f} | {ratio:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+"""The built-in rollout engine: batched sampling from a Hugging Face causal LM with a KV cache allocated up front.
+
+``generate(model, prompt_ids, ...)`` turns unpadded prompt token lists into a :class:`Rollout`: left-padded
+prompts, right-padded responses, the response mask, the sampling log-probs and why each sequence stopped.
+The trainer and the evaluator call only this.
+
+How it differs from ``model.generate``:
+
+- The loop is written here and calls the model's ``forward`` directly. ``generate`` re-derives masks,
+  positions, logits processors and stopping criteria every step; on a small model those Python steps
+  cost as much as the matmuls (see ``docs/rollout.md`` for measured figures).
+- The KV cache is transformers' ``StaticCache``, sized ``P + max_new_tokens`` before the first forward:
+  no tensor grows with ``torch.cat`` during decoding.
+- Where every attention layer is full attention and the attention implementation is ``sdpa`` or ``eager``,
+  the 4D attention mask is built once and updated in place (one column per step); the model then
+  returns it as is instead of rebuilding it. Other models (sliding-window layers, flash attention)
+  get the 2D padding mask and build their own 4D mask each step: correct, a little slower.
+- When a model cannot run with ``StaticCache`` (its forward raises on the first call), the same loop
+  runs with a ``DynamicCache`` instead (``cache="auto"``; ``cache="dynamic"`` forces it). That path
+  grows the cache with ``torch.cat`` like ``generate`` does.
+
+Sampling log-probs are ``log_softmax(logits / temperature)`` at the sampled token, taken BEFORE top-p
+truncation: the same quantity :func:`prorl.policy.sequence_logprobs` recomputes from the tokens. The
+trainer recomputes its ``old_logprobs`` anyway (the sampler may run in another dtype or engine); these
+numbers serve the train/inference mismatch metric, which only makes sense if both sides measure the same
+distribution. Top-p changes which tokens can be drawn but is not part of the policy being trained.
+At ``temperature == 0`` (greedy) the log-probs are those of the untempered logits (temperature 1).
+
+Limits: finished sequences stay in the batch (they are fed the pad token and masked) until every
+sequence has finished; a batch with one very long straggler pays for the whole batch until it ends.
+The ``generator`` must live on the model's device (``torch.multinomial`` requires it).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+from prorl.errors import UserError
+
+
+@dataclass
+class Rollout:
+    """A batch of sampled responses, laid out as ``[left-padded prompt | right-padded response]``."""
+
+    prompt_ids: torch.LongTensor
+    """``[B, P]`` prompt tokens, left-padded with ``pad_token_id``."""
+    prompt_mask: torch.Tensor
+    """``[B, P]`` long, 1 for real prompt tokens, 0 for padding."""
+    response_ids: torch.LongTensor
+    """``[B, T]`` generated tokens, right-padded with ``pad_token_id`` (T = longest response in the batch)."""
+    response_mask: torch.Tensor
+    """``[B, T]`` float32, 1 for generated tokens including the EOS token, 0 after it."""
+    logprobs: torch.Tensor
+    """``[B, T]`` float32 sampling log-probs (log-softmax of logits / temperature, before top-p); 0 where masked."""
+    finish_reasons: list[str]
+    """Per sequence: ``"stop"`` (an EOS token was sampled) or ``"length"`` (``max_new_tokens`` reached)."""
+    num_tokens: int
+    """Generated tokens in the batch: ``response_mask.sum()``."""
+
+
+def left_pad(seqs: list[list[int]], pad_token_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists into ``(ids [B, P] long, mask [B, P] long)``.
+
+    >>> ids, mask = left_pad([[5, 6, 7], [8]], pad_token_id=0)
+    >>> ids.tolist(), mask.tolist()
+    ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]])
+    """
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s):] = torch.as_tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def sample_next(
+    logits: torch.Tensor, *, temperature: float, top_p: float, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick one token per row and return ``(tokens [B] long, logprobs [B] float32)``.
+
+    ``logits``: ``[B, V]`` float32; it is modified in place (the caller passes a fresh tensor).
+    Logits are divided by ``temperature``, the log-probs are read from that distribution, then top-p
+    keeps the smallest set of tokens whose probability reaches ``top_p`` and one is drawn with
+    ``torch.multinomial``. ``temperature == 0`` takes the argmax and reports untempered log-probs.
+
+    >>> logits = torch.tensor([[0.0, 2.0, 1.0]])
+    >>> tok, lp = sample_next(logits.clone(), temperature=0.0, top_p=1.0, generator=None)
+    >>> tok.tolist(), round(float(lp), 4)  # log(e^2 / (1 + e^2 + e))
+    ([1], -0.4076)
+    """
+    if temperature == 0:
+        tokens = logits.argmax(dim=-1)  # [B]
+        logprobs = logits.log_softmax(dim=-1)  # [B, V]
+        return tokens, logprobs.gather(-1, tokens[:, None]).squeeze(-1)
+    if temperature != 1.0:
+        logits.div_(temperature)
+    logprobs = logits.log_softmax(dim=-1)  # [B, V]
+    probs = logprobs.exp()  # [B, V]
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)  # [B, V]
+        # Drop a token when the tokens ranked above it already reach top_p; the top token always stays.
+        drop_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p  # [B, V]
+        sorted_probs.masked_fill_(drop_sorted, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)  # [B, V]
+    tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # [B]
+    return tokens, logprobs.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def _forward_kwarg_names(model) -> set[str]:
+    """Names of the keyword arguments ``model.forward`` declares (the cache argument changed name in 5.x)."""
+    return set(inspect.signature(model.forward).parameters)
+
+
+def _all_full_attention(model) -> bool:
+    """True when every attention layer of ``model`` sees the whole past (no sliding window)."""
+    config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    layer_types = getattr(config, "layer_types", None) or []
+    if any(t != "full_attention" for t in layer_types):
+        return False
+    return not (getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", False))
+
+
+def _prebuilt_mask_kind(model) -> str | None:
+    """``"bool"`` or ``"additive"`` when a 4D mask built here is valid for ``model``, else ``None``.
+
+    A prebuilt mask must match what the model's attention expects: sdpa takes a boolean mask
+    (True = attend), eager adds the mask to the scores. Sliding-window layers need a different mask
+    per layer type, so such models get the 2D mask and build their own.
+    """
+    if not _all_full_attention(model):
+        return None
+    impl = getattr(model.config, "_attn_implementation", None)
+    return {"sdpa": "bool", "eager": "additive"}.get(impl)
+
+
+@functools.cache
+def _prefix_layer_class():
+    """A ``StaticLayer`` that returns only the filled prefix of its preallocated buffers.
+
+    ``StaticLayer.update`` writes in place and hands attention the whole ``max_cache_len`` buffer, so every
+    decode step attends over (masked) empty slots too: up to twice the attention work over a long
+    response. This subclass returns views of the first ``filled`` slots instead: still no reallocation,
+    no ``torch.cat``. Valid for full-attention layers only (a sliding layer's buffer is a ring).
+    """
+    from transformers.cache_utils import StaticLayer
+
+    class PrefixStaticLayer(StaticLayer):
+        def __init__(self, max_cache_len: int, **kwargs):
+            super().__init__(max_cache_len=max_cache_len, **kwargs)
+            self.filled = 0
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            keys, values = super().update(key_states, value_states, *args, **kwargs)
+            self.filled += key_states.shape[-2]
+            return keys[:, :, : self.filled], values[:, :, : self.filled]
+
+        def get_mask_sizes(self, *args, **kwargs):
+            # Called before update: the keys attention will see are the filled ones plus the new queries.
+            query_length = kwargs.get("query_length", args[0] if args else None)
+            if not isinstance(query_length, int):
+                query_length = int(query_length.shape[0])  # older signature: cache_position
+            return self.filled + query_length, 0
+
+    return PrefixStaticLayer
+
+
+def _make_cache(model, kind: str, max_cache_len: int):
+    """The KV cache for one batch: ``"prefix"`` (preallocated, prefix views), ``"static"`` or ``"dynamic"``."""
+    from transformers import DynamicCache, StaticCache
+    from transformers.cache_utils import Cache
+
+    if kind == "prefix":
+        config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+        layer = _prefix_layer_class()
+        return Cache(layers=[layer(max_cache_len) for _ in range(config.num_hidden_layers)])
+    if kind == "static":
+        return StaticCache(config=model.config, max_cache_len=max_cache_len)
+    return DynamicCache()
+
+
+@torch.no_grad()
+def _generate_batch(
+    model,
+    prompt_ids: list[list[int]],
+    *,
+    max_new_tokens: int,
+    eos: torch.Tensor,
+    pad_token_id: int,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator | None,
+    cache: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One batch, one forward per step. Returns ``(prompt_ids, prompt_mask, tokens, mask, logprobs, stopped)``.
+
+    ``tokens``/``mask``/``logprobs`` are ``[B, steps]`` where ``steps`` is the number of decode steps run;
+    ``stopped`` is ``[B]`` bool (an EOS token was sampled).
+    """
+    device = next(model.parameters()).device
+    names = _forward_kwarg_names(model)
+    cache_arg = "cache" if "cache" in names else "past_key_values"
+    ids, pmask = left_pad(prompt_ids, pad_token_id, device)  # [B, P]
+    B, P = ids.shape
+    L = P + max_new_tokens  # cache slots: the prompt, then one per decode step
+
+    kind = cache
+    if cache == "static" and _all_full_attention(model):
+        kind = "prefix"
+    kv = _make_cache(model, kind, L)
+    mask_kind = _prebuilt_mask_kind(model) if kind == "prefix" else None
+
+    # Attention masks are written once here and updated one column per step, never re-created.
+    mask2d = torch.zeros((B, L), dtype=torch.long, device=device)  # [B, L] 1 where a slot holds a real token
+    mask2d[:, :P] = pmask
+    if mask_kind is not None:
+        keep = mask2d.bool()[:, None, None, :]  # [B, 1, 1, L]
+        causal = torch.ones((P, P), dtype=torch.bool, device=device).tril()  # [P, P] query i sees slots <= i
+        prefill_keep = keep[..., :P] & causal  # [B, 1, P, P]
+        if mask_kind == "bool":
+            prefill_mask, step_mask, attend = prefill_keep, keep.clone(), True  # step_mask: [B, 1, 1, L]
+        else:
+            neg = torch.finfo(model.dtype).min
+            prefill_mask = torch.zeros(prefill_keep.shape, dtype=model.dtype, device=device).masked_fill_(~prefill_keep, neg)
+            step_mask = torch.zeros(keep.shape, dtype=model.dtype, device=device).masked_fill_(~keep, neg)
+            attend = 0.0
+    # Positions count real tokens only, so a left-padded prompt starts at 0 (as in sequence_logprobs).
+    positions = (pmask.cumsum(-1) - 1).clamp(min=0)  # [B, P]
+    next_pos = pmask.sum(-1, keepdim=True)  # [B, 1] position of the first generated token
+    cache_positions = torch.arange(L, device=device)  # [L]
+    pass_cache_position = "cache_position" in names
+
+    def forward(step_ids, step_positions, start, width):
+        """Logits ``[B, V]`` float32 for the last of ``width`` new tokens written at cache slot ``start``."""
+        kwargs = {cache_arg: kv, "use_cache": True, "logits_to_keep": 1}
+        if pass_cache_position:
+            kwargs["cache_position"] = cache_positions[start:start + width]
+        if mask_kind is not None:
+            attn = prefill_mask if start == 0 else step_mask[..., :start + width]
+        elif kind == "static":
+            attn = mask2d  # a StaticCache sizes the model's mask to all L slots (future slots are 0)
+        else:
+            attn = mask2d[:, :start + width]
+        out = model(input_ids=step_ids, attention_mask=attn, position_ids=step_positions, **kwargs)
+        return out.logits[:, -1, :].float()
+
+    tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
+    resp_mask = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
+
+    logits = forward(ids, positions, 0, P)
+    steps = 0
+    for t in range(max_new_tokens):
+        tok, lp = sample_next(logits, temperature=temperature, top_p=top_p, generator=generator)
+        alive = ~finished  # [B]
+        tok.masked_fill_(finished, pad_token_id)
+        tokens[:, t] = tok
+        logprobs[:, t] = lp.masked_fill_(finished, 0.0)
+        resp_mask[:, t] = alive
+        finished |= torch.isin(tok, eos) & alive
+        steps = t + 1
+        # One host sync per step; on a GPU this costs a little, on a CPU nothing.
+        if t + 1 == max_new_tokens or bool(finished.all()):
+            break
+        slot = P + t
+        mask2d[:, slot] = 1
+        if mask_kind is not None:
+            step_mask[:, :, :, slot] = attend
+        logits = forward(tok[:, None], next_pos, slot, 1)
+        next_pos += 1
+    return ids, pmask, tokens[:, :steps], resp_mask[:, :steps], logprobs[:, :steps], finished
+
+
+def _check_args(prompt_ids, max_new_tokens, eos_token_ids, temperature, top_p, batch_size, cache) -> None:
+    """Raise :class:`~prorl.errors.UserError` naming the first bad argument."""
+    if not prompt_ids:
+        raise UserError("generate: prompt_ids is empty (expected at least one prompt)")
+    for i, p in enumerate(prompt_ids):
+        if len(p) == 0:
+            raise UserError(f"generate: prompt_ids[{i}] is empty (a prompt needs at least one token)")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise UserError(f"generate: max_new_tokens={max_new_tokens!r}, expected an integer >= 1")
+    if not eos_token_ids:
+        raise UserError("generate: eos_token_ids is empty (expected the token ids that end a response)")
+    if temperature < 0:
+        raise UserError(f"generate: temperature={temperature!r}, expected a number >= 0")
+    if not 0 < top_p <= 1:
+        raise UserError(f"generate: top_p={top_p!r}, expected a number in (0, 1]")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise UserError(f"generate: batch_size={batch_size!r}, expected None or an integer >= 1")
+    if cache not in ("auto", "static", "dynamic"):
+        raise UserError(f"generate: cache={cache!r}, expected 'auto', 'static' or 'dynamic'")
+
+
+def _pad_to(x: torch.Tensor, width: int, value, *, left: bool) -> torch.Tensor:
+    """Pad the last dimension of ``x`` [B, w] to ``width`` with ``value`` on the left or the right."""
+    extra = width - x.shape[1]
+    if extra == 0:
+        return x
+    fill = torch.full((x.shape[0], extra), value, dtype=x.dtype, device=x.device)
+    return torch.cat([fill, x] if left else [x, fill], dim=1)
+
+
+@torch.no_grad()
+def generate(
+    model,
+    prompt_ids: list[list[int]],
+    *,
+    max_new_tokens: int,
+    eos_token_ids: list[int],
+    pad_token_id: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+    cache: str = "auto",
+) -> Rollout:
+    """Sample one response per prompt; see the module docstring for the method and its limits.
+
+    ``prompt_ids``: unpadded token lists (repeat a prompt ``n`` times for a group of ``n``).
+    ``temperature == 0`` is greedy decoding. ``batch_size`` splits the request into chunks run one
+    after another (memory); the chunks' tensors are padded to a common ``P`` and ``T``.
+    ``cache``: ``"auto"`` (static cache, falling back to a dynamic cache if the model rejects it),
+    ``"static"`` or ``"dynamic"``. The model runs in eval mode and gets its previous mode back after.
+    """
+    _check_args(prompt_ids, max_new_tokens, eos_token_ids, temperature, top_p, batch_size, cache)
+    device = next(model.parameters()).device
+    eos = torch.as_tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=device)
+    chunk = batch_size or len(prompt_ids)
+    was_training = model.training
+    model.eval()
+    try:
+        parts = []
+        for start in range(0, len(prompt_ids), chunk):
+            args = dict(
+                max_new_tokens=max_new_tokens, eos=eos, pad_token_id=pad_token_id,
+                temperature=temperature, top_p=top_p, generator=generator,
+            )
+            batch = prompt_ids[start:start + chunk]
+            if cache == "auto":
+                try:
+                    parts.append(_generate_batch(model, batch, cache="static", **args))
+                except Exception:  # noqa: BLE001 - any model that rejects StaticCache takes the dynamic path
+                    # A failure here happens in the first forward, before anything is drawn from the generator.
+                    cache = "dynamic"
+                    parts.append(_generate_batch(model, batch, cache="dynamic", **args))
+            else:
+                parts.append(_generate_batch(model, batch, cache=cache, **args))
+    finally:
+        model.train(was_training)
+
+    P = max(p[0].shape[1] for p in parts)
+    T = max(p[2].shape[1] for p in parts)
+    prompt = torch.cat([_pad_to(p[0], P, pad_token_id, left=True) for p in parts])  # [B, P]
+    prompt_mask = torch.cat([_pad_to(p[1], P, 0, left=True) for p in parts])  # [B, P]
+    response = torch.cat([_pad_to(p[2], T, pad_token_id, left=False) for p in parts])  # [B, T]
+    response_mask = torch.cat([_pad_to(p[3], T, 0.0, left=False) for p in parts])  # [B, T]
+    logprobs = torch.cat([_pad_to(p[4], T, 0.0, left=False) for p in parts])  # [B, T]
+    stopped = torch.cat([p[5] for p in parts]).tolist()  # [B]
+    return Rollout(
+        prompt_ids=prompt,
+        prompt_mask=prompt_mask,
+        response_ids=response,
+        response_mask=response_mask,
+        logprobs=logprobs,
+        finish_reasons=["stop" if s else "length" for s in stopped],
+        num_tokens=int(response_mask.sum().item()),
+    )
