@@ -1,4 +1,77 @@
-"""Verifiers: score(problem, response) -> Verdict, one module per domain, plus the sandbox for untrusted code.
+"""Verifiers: ``score(problem, response) -> Verdict``, one module per domain, plus the sandbox for untrusted code.
+
+The domain stored on each problem picks its verifier, through the one table :data:`VERIFIERS`
+(domain -> module). Modules are imported on first use, so ``import prorl.verifiers`` stays light:
+math_verify, reasoning_gym and the sandbox load only when a problem of their domain is scored.
 
 Plain Python: nothing here imports torch.
+
+>>> from prorl.data.schema import Problem
+>>> score(Problem(id="m", domain="math", prompt="1+1=", answer="2"), "so \\\\boxed{2}")
+Verdict(score=1.0, reason='correct', status='ok')
+>>> safe_score(Problem(id="x", domain="poetry", prompt="?"), "ode").status
+'error'
 """
+
+from __future__ import annotations
+
+import importlib
+
+from prorl.data.schema import Problem
+from prorl.errors import DataError
+from prorl.verifiers.verdict import Verdict
+
+__all__ = ["VERIFIERS", "Verdict", "error_verdict", "safe_score", "score"]
+
+VERIFIERS = {
+    "math": "prorl.verifiers.math",
+    "code": "prorl.verifiers.code",
+    "stem": "prorl.verifiers.stem",
+    "logic": "prorl.verifiers.logic",
+    "instruction": "prorl.verifiers.instructions",
+}
+"""Domain -> the module whose ``score(problem, response) -> Verdict`` scores it (imported lazily)."""
+
+
+def score(problem: Problem, response: str) -> Verdict:
+    """Score one response with the verifier of ``problem.domain``; score in [0, 1].
+
+    Raises :class:`prorl.errors.DataError` for a domain not in :data:`VERIFIERS`, ``ValueError``
+    when a verifier returns a score outside [0, 1] (or NaN), and whatever the verifier raises.
+    Use :func:`safe_score` (or the pool) where a failure must cost one sample only.
+    """
+    module_name = VERIFIERS.get(problem.domain)
+    if module_name is None:
+        raise DataError(f"problem {problem.id!r}: field 'domain': no verifier for {problem.domain!r}; "
+                        f"expected one of {', '.join(VERIFIERS)}")
+    verdict = importlib.import_module(module_name).score(problem, response)
+    if not isinstance(verdict, Verdict):
+        raise TypeError(f"{module_name}.score returned {type(verdict).__name__}, expected Verdict")
+    if not (0.0 <= verdict.score <= 1.0):  # NaN fails this comparison too
+        raise ValueError(f"{module_name}.score returned score {verdict.score!r} outside [0, 1]")
+    return verdict
+
+
+def error_verdict(exc: BaseException) -> Verdict:
+    """The verdict for a verifier that raised: score 0, status "error", the exception's type and message.
+
+    >>> error_verdict(ZeroDivisionError("division by zero"))
+    Verdict(score=0.0, reason='verifier error: ZeroDivisionError: division by zero', status='error')
+    """
+    message = str(exc)
+    if len(message) > 300:  # a reason is logged per sample: keep it a line, not a traceback dump
+        message = message[:300] + "..."
+    return Verdict(0.0, f"verifier error: {type(exc).__name__}: {message}", status="error")
+
+
+def safe_score(problem: Problem, response: str) -> Verdict:
+    """:func:`score`, with any exception turned into :func:`error_verdict` (one sample lost, never the run).
+
+    In-process and without a deadline: a verifier that hangs hangs the caller. Use
+    :class:`prorl.verifiers.pool.ScoringPool` for deadlines and crash isolation.
+    """
+    try:
+        verdict = score(problem, response)
+    except Exception as exc:  # noqa: BLE001 - any verifier failure costs this one sample
+        return error_verdict(exc)
+    return verdict
