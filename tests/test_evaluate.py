@@ -195,6 +195,17 @@ def test_resume_with_other_settings_is_a_clear_error(tiny, data_file, tmp_path, 
         ev.main_eval(cli_args(tiny, data_file, out, *extra))
 
 
+def test_failed_start_does_not_block_other_settings(tiny, data_file, tmp_path, monkeypatch):
+    # A first attempt dies in its first chunk (nothing finished): a rerun with other settings just starts over.
+    monkeypatch.setattr(ev, "make_pool", lambda workers, timeout_s: ScriptedPool(fail_on=1))
+    out = tmp_path / "r.json"
+    with pytest.raises(KeyboardInterrupt):
+        ev.main_eval(cli_args(tiny, data_file, out))
+    monkeypatch.setattr(ev, "make_pool", lambda workers, timeout_s: ScriptedPool())
+    assert ev.main_eval(cli_args(tiny, data_file, out, "--temperature", "0.9")) == 0
+    assert json.loads(out.read_text())["settings"]["temperature"] == 0.9
+
+
 @pytest.mark.parametrize("extra,error", [(("--k", "1,8"), "larger than n=4"), (("--k", "a"), "not an integer"),
                                          (("--n", "0"), "--n 0")])
 def test_bad_arguments(tiny, data_file, tmp_path, extra, error):

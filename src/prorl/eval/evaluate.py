@@ -269,8 +269,10 @@ def partial_path(out: Path) -> Path:
 def read_partial(path: Path, settings: dict) -> dict[int, list[dict]]:
     """Chunks already finished by an earlier run, ``{chunk: records}``; empty if ``path`` does not exist.
 
-    The first line holds the settings; any difference from ``settings`` is a :class:`UserError` naming
-    the keys. A partly written last line (the run died while writing it) is ignored: that chunk runs again.
+    The first line holds the settings; when a chunk has finished, any difference from ``settings`` is a
+    :class:`UserError` naming the keys (with no chunk finished there is nothing to lose, and the caller
+    starts the file over). A partly written last line (the run died while writing it) is ignored: that
+    chunk runs again.
     """
     if not path.exists():
         return {}
@@ -283,8 +285,12 @@ def read_partial(path: Path, settings: dict) -> dict[int, list[dict]]:
             if number == len(lines):
                 break
             raise UserError(f"{path}:{number}: not valid JSON; delete the file to start the evaluation over") from None
-    if not rows or "settings" not in rows[0]:
+    if not rows:
+        return {}
+    if "settings" not in rows[0]:
         raise UserError(f"{path}:1: expected a settings line; delete the file to start the evaluation over")
+    if len(rows) == 1:
+        return {}  # no chunk finished: nothing to resume, whatever the settings were
     old = rows[0]["settings"]
     diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
     if diff:
@@ -363,10 +369,11 @@ def main_eval(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_path(out)
     done = read_partial(partial, settings)
-    if not partial.exists():
-        _append_line(partial, {"settings": settings})
-    elif done:
+    if done:
         print(f"resuming: {sum(len(r) for r in done.values())} problems already evaluated in {partial}", file=sys.stderr)
+    else:
+        # Nothing finished yet (or no file): start the file afresh with the current settings.
+        partial.write_text(json.dumps({"settings": settings}) + "\n")
 
     records = [r for rs in done.values() for r in rs]
     num_chunks = math.ceil(len(problems) / problems_per_chunk(args.n, args.batch_size))
