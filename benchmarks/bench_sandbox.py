@@ -5,6 +5,8 @@ Run: ``.venv/bin/python benchmarks/bench_sandbox.py [--runs 200] [--concurrency 
 Prints:
 - trivial executions per second: ``print(1)`` through ``sandbox.run_python``, ``concurrency`` threads;
 - code-verifier problems per second: a 3-test stdin problem (a + b), same concurrency;
+- CPU time per execution and per problem, all processes included (cgroup v1 cpuacct, where writable),
+  and the rate two idle cores would allow: robust to other work on the machine;
 - a breakdown of one run (sequential medians): Python start-up alone, bwrap around /bin/true,
   cgroup create + remove, and the full sandboxed ``print(1)``.
 """
@@ -52,6 +54,48 @@ def median_ms(fn, repeats: int = 30) -> float:
     return 1000 * statistics.median(times)
 
 
+class CpuMeter:
+    """CPU time of this process and all its descendants, sandboxed ones included, from a cgroup v1 cpuacct group.
+
+    Wall-clock rates fall with whatever else runs on the machine; CPU time per run barely moves, and
+    ``2 cores / CPU per run`` is the rate two idle cores would allow. rusage cannot do this: it does not
+    see processes reaped inside bwrap's pid namespace. Kernel work in kernel threads (e.g. tearing down
+    network namespaces) is not counted, so the derived rate is an upper bound. None where unavailable.
+    """
+
+    def __init__(self) -> None:
+        self.path = None
+        own = dict(line.split(":", 2)[1:] for line in open("/proc/self/cgroup").read().splitlines())
+        parent = os.path.normpath(f"/sys/fs/cgroup/cpuacct/{own.get('cpuacct', own.get('cpu,cpuacct', '/'))}")
+        path = os.path.join(parent, f"prorl-bench-{os.getpid()}")
+        try:
+            os.mkdir(path)
+            with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+            self.path, self.parent = path, parent
+        except OSError:
+            pass
+
+    def ns(self) -> int:
+        with open(os.path.join(self.path, "cpuacct.usage")) as f:
+            return int(f.read())
+
+    def close(self) -> None:
+        if self.path:
+            with open(os.path.join(self.parent, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+            os.rmdir(self.path)
+
+
+def cpu_ms_per_call(meter: CpuMeter, fn, calls: int) -> float:
+    """CPU milliseconds per call of ``fn`` (all processes involved), sequentially."""
+    fn()
+    before = meter.ns()
+    for _ in range(calls):
+        fn()
+    return (meter.ns() - before) / 1e6 / calls
+
+
 def check_trivial() -> None:
     r = sandbox.run_python("print(1)")
     assert r.stdout == b"1\n", r
@@ -74,8 +118,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="threads issuing runs at once")
     args = parser.parse_args()
 
-    # Wall-clock rates fall with whatever else runs on the machine: the load average is printed beside them.
-    # (CPU-time accounting cannot replace them: rusage does not see processes reaped inside bwrap's pid namespace.)
+    # Wall-clock rates fall with whatever else runs on the machine: the load average is printed beside them,
+    # and CPU time per run (load-robust) after them.
     print(f"isolation: {sandbox.isolation()}   cores: {os.cpu_count()}   python: {sys.version.split()[0]}")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     trivial = rate(check_trivial, args.runs, args.concurrency)
@@ -84,6 +128,23 @@ def main() -> None:
     print(f"code verifier, 3-test stdin problem: {problems:.1f} problems/s (concurrency {args.concurrency})")
 
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+    meter = CpuMeter()
+    if meter.path:
+        try:
+            trivial_cpu = cpu_ms_per_call(meter, check_trivial, 100)
+            problem_cpu = cpu_ms_per_call(meter, check_problem, 50)
+            parts = {
+                "sandbox.run(['/bin/true'])": lambda: sandbox.run(["/bin/true"]),
+                "python -I -c pass, no sandbox": lambda: subprocess.run([*sandbox._python_argv(False), "-c", "pass"]),
+                "python -I -S -c pass, no sandbox": lambda: subprocess.run([*sandbox._python_argv(False), "-S", "-c", "pass"]),
+            }  # fmt: skip
+            part_cpu = {name: cpu_ms_per_call(meter, fn, 50) for name, fn in parts.items()}
+        finally:
+            meter.close()
+        print(f"CPU per trivial execution: {trivial_cpu:.1f} ms -> at most {2000 / trivial_cpu:.0f}/s on 2 idle cores")
+        print(f"CPU per 3-test problem:    {problem_cpu:.1f} ms -> at most {2000 / problem_cpu:.0f}/s on 2 idle cores")
+        for name, ms in part_cpu.items():
+            print(f"  CPU {name:34s} {ms:6.1f} ms")
     base_python = sandbox._python_argv(False)
     setup = sandbox._get_setup()
     print("where one sequential run spends its time (median ms):")
