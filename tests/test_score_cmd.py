@@ -155,3 +155,32 @@ def test_end_to_end_with_real_verifiers(tmp_path, capsys):
         "stem             2  1.0000    1.0000       0         0",
         "all              5  0.8000    0.8000       0         0",
     ]
+
+
+# A right response for each example problem of examples/data/{code,logic,instruction}.jsonl: checks
+# that what the loaders and adapters write is what the verifiers read.
+RIGHT = {
+    "code-1": "```python\na, b = map(int, input().split())\nprint(a + b)\n```",
+    "code-2": "```python\ndef double(x):\n    return 2 * x\n```",
+    "basic_arithmetic-0": "<answer>-129</answer>",
+    "letter_counting-0": "<answer>4</answer>",
+    "spell_backward-0": "<answer>tuobnrut</answer>",
+    "if-1": "rain falls softly on the quiet street and the gray sky hangs low over the town while people hurry "
+            "home under dark umbrellas and the gutters fill with water that runs toward the river beyond the old "
+            "stone bridge near the market",  # 45 words, no commas
+    "if-2": "waves roll in slow\nsalt wind hums beneath the moon\nthe tide keeps its time",
+}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("prorl.verifiers.pool") is None,
+                    reason="prorl.verifiers.pool is not written yet")
+def test_example_problems_of_every_domain_score_with_real_verifiers(tmp_path, capsys):
+    from prorl.data.loaders import load_problems
+
+    examples = EXAMPLE.parent
+    problems = [p for name in ("code", "logic", "instruction") for p in load_problems(examples / f"{name}.jsonl")]
+    src = tmp_path / "all.jsonl"
+    src.write_text("".join(json.dumps({"problem": p.to_dict(), "response": RIGHT[p.id]}) + "\n" for p in problems))
+    assert main_score(parse([str(src), "--workers", "2", "--timeout", "60"])) == 0
+    scored = read_jsonl(tmp_path / "all.scored.jsonl")
+    assert [(r["id"], r["score"], r["status"]) for r in scored] == [(p.id, 1.0, "ok") for p in problems], scored
