@@ -167,7 +167,7 @@ RIGHT = {
     "spell_backward-0": "<answer>tuobnrut</answer>",
     "if-1": "rain falls softly on the quiet street and the gray sky hangs low over the town while people hurry "
             "home under dark umbrellas and the gutters fill with water that runs toward the river beyond the old "
-            "stone bridge near the market",  # 45 words, no commas
+            "stone bridge near the market",  # 42 words (at least 40), no commas
     "if-2": "waves roll in slow\nsalt wind hums beneath the moon\nthe tide keeps its time",
 }
 
