@@ -199,6 +199,47 @@ def test_batch_size_chunks_equal_one_batch(setup, batch_size):
     assert chunked.finish_reasons == whole.finish_reasons and chunked.num_tokens == whole.num_tokens
 
 
+@pytest.mark.parametrize("compact_below", [0.0, 1.0])
+@pytest.mark.parametrize("cache", ["auto", "dynamic"])
+def test_batch_compaction_keeps_greedy_output(setup, monkeypatch, compact_below, cache):
+    """0.0 never drops finished rows from the live batch; 1.0 drops them as soon as any finishes."""
+    import prorl.rollout as rollout
+
+    monkeypatch.setattr(rollout, "COMPACT_BELOW", compact_below)
+    sizes = []  # live batch size after each compaction
+    real = rollout._make_cache
+
+    def spying(model, kind, n):
+        kv = real(model, kind, n)
+        select = kv.batch_select_indices
+        kv.batch_select_indices = lambda idx: sizes.append(len(idx)) or select(idx)
+        return kv
+
+    monkeypatch.setattr(rollout, "_make_cache", spying)
+    out = run(setup, temperature=0.0, cache=cache)
+    assert torch.equal(out.response_ids, hf_greedy(setup))
+    if compact_below == 0.0:
+        assert sizes == []
+    else:  # one compaction per step on which a sequence stopped (all but the last, which ends the loop)
+        stopped = sorted(out.response_mask.sum(-1).long()[[r == "stop" for r in out.finish_reasons]].tolist())
+        assert len(sizes) >= 2 and sizes[0] == len(PROMPTS) - stopped.count(stopped[0])
+
+
+def test_outputs_are_ordinary_tensors_and_model_still_trains(setup):
+    """Generation runs under inference_mode; what it returns and the model itself must still work in autograd."""
+    model, tok, prompt_ids = setup
+    out = run(setup, temperature=1.0, generator=torch.Generator().manual_seed(2))
+    for field in ("prompt_ids", "prompt_mask", "response_ids", "response_mask", "logprobs"):
+        assert not getattr(out, field).is_inference(), field
+    input_ids = torch.cat([out.prompt_ids, out.response_ids], dim=1)
+    attention_mask = torch.cat([out.prompt_mask, out.response_mask.long()], dim=1)
+    logprobs, _ = sequence_logprobs(model, input_ids, attention_mask, out.response_ids.shape[1])
+    (logprobs * out.response_mask).sum().backward()
+    assert model.get_input_embeddings().weight.grad is not None
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(model.state_dict())  # in-place copies into every parameter and buffer
+
+
 def test_restores_train_mode(setup):
     model = setup[0]
     model.train()

@@ -42,6 +42,10 @@ import torch
 from prorl.errors import UserError
 
 
+# Compact the live batch once at most this fraction of it is still generating.
+COMPACT_BELOW = 0.75
+
+
 @dataclass
 class Rollout:
     """A batch of sampled responses, laid out as ``[left-padded prompt | right-padded response]``."""
@@ -160,6 +164,10 @@ def _prefix_layer_class():
             self.filled += key_states.shape[-2]
             return keys[:, :, : self.filled], values[:, :, : self.filled]
 
+        def batch_select_indices(self, indices):
+            # A new, smaller buffer: later updates write into it in place as before.
+            self.keys, self.values = self.keys[indices], self.values[indices]
+
         def get_mask_sizes(self, *args, **kwargs):
             # Called before update: the keys attention will see are the filled ones plus the new queries.
             query_length = kwargs.get("query_length", args[0] if args else None)
@@ -184,7 +192,7 @@ def _make_cache(model, kind: str, max_cache_len: int):
     return DynamicCache()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _generate_batch(
     model,
     prompt_ids: list[list[int]],
@@ -200,7 +208,9 @@ def _generate_batch(
     """One batch, one forward per step. Returns ``(prompt_ids, prompt_mask, tokens, mask, logprobs, stopped)``.
 
     ``tokens``/``mask``/``logprobs`` are ``[B, steps]`` where ``steps`` is the number of decode steps run;
-    ``stopped`` is ``[B]`` bool (an EOS token was sampled).
+    ``stopped`` is ``[B]`` bool (an EOS token was sampled). Runs under ``torch.inference_mode`` (about 8%
+    faster than ``no_grad`` on a 2M model here); the returned tensors are inference tensors, which
+    :func:`generate` copies into ordinary ones (``torch.cat``) so the trainer can use them in autograd.
     """
     device = next(model.parameters()).device
     names = _forward_kwarg_names(model)
@@ -249,32 +259,49 @@ def _generate_batch(
         out = model(input_ids=step_ids, attention_mask=attn, position_ids=step_positions, **kwargs)
         return out.logits[:, -1, :].float()
 
-    tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
-    resp_mask = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
-    finished = torch.zeros(B, dtype=torch.bool, device=device)
+    tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)  # [B, max_new]
+    logprobs = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)  # [B, max_new]
+    resp_mask = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)  # [B, max_new]
+    # The live batch shrinks as sequences finish (see below): ``rows`` maps its rows to output rows.
+    rows = torch.arange(B, device=device)  # [b]
+    finished = torch.zeros(B, dtype=torch.bool, device=device)  # [b]
+    can_compact = kind in ("prefix", "dynamic")
 
     logits = forward(ids, positions, 0, P)
     steps = 0
     for t in range(max_new_tokens):
-        tok, lp = sample_next(logits, temperature=temperature, top_p=top_p, generator=generator)
-        alive = ~finished  # [B]
+        tok, lp = sample_next(logits, temperature=temperature, top_p=top_p, generator=generator)  # [b], [b]
+        alive = ~finished  # [b]
         tok.masked_fill_(finished, pad_token_id)
-        tokens[:, t] = tok
-        logprobs[:, t] = lp.masked_fill_(finished, 0.0)
-        resp_mask[:, t] = alive
+        tokens[rows, t] = tok
+        logprobs[rows, t] = lp.masked_fill_(finished, 0.0)
+        resp_mask[rows, t] = alive.float()
+        # ``& alive``: a finished row is fed the pad token, which may itself be an EOS id.
         finished |= torch.isin(tok, eos) & alive
         steps = t + 1
-        # One host sync per step; on a GPU this costs a little, on a CPU nothing.
-        if t + 1 == max_new_tokens or bool(finished.all()):
+        n_alive = int((~finished).sum())  # the one host sync per step
+        if n_alive == 0 or steps == max_new_tokens:
             break
         slot = P + t
+        if can_compact and n_alive <= COMPACT_BELOW * finished.shape[0]:
+            # Drop finished rows from the cache and every per-row tensor: later steps cost ~n_alive rows.
+            # One copy of the cache each time a quarter of the live batch has finished (log-many times).
+            keep = (~finished).nonzero().squeeze(-1)  # [n_alive]
+            kv.batch_select_indices(keep)
+            rows, tok, next_pos, mask2d = rows[keep], tok[keep], next_pos[keep], mask2d[keep]
+            finished = finished[keep]
+            if mask_kind is not None:
+                step_mask = step_mask[keep]
         mask2d[:, slot] = 1
         if mask_kind is not None:
             step_mask[:, :, :, slot] = attend
         logits = forward(tok[:, None], next_pos, slot, 1)
         next_pos += 1
-    return ids, pmask, tokens[:, :steps], resp_mask[:, :steps], logprobs[:, :steps], finished
+    tokens, resp_mask, logprobs = tokens[:, :steps], resp_mask[:, :steps], logprobs[:, :steps]
+    # A sequence stopped iff its last generated token is an EOS (generation ends at the first one).
+    lengths = resp_mask.sum(-1).long()  # [B], >= 1
+    stopped = torch.isin(tokens.gather(1, (lengths - 1)[:, None]).squeeze(1), eos)  # [B]
+    return ids, pmask, tokens, resp_mask, logprobs, stopped
 
 
 def _check_args(prompt_ids, max_new_tokens, eos_token_ids, temperature, top_p, batch_size, cache) -> None:
