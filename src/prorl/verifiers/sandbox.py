@@ -609,6 +609,9 @@ def run(
 
     Safe to call from several threads at once. Never raises for anything the program does; raises
     ValueError for a bad ``files`` name and OSError when the machine cannot start a process at all.
+    The launch forks the caller (a ``preexec_fn`` joins the cgroup), so its cost grows with the caller's
+    memory: call it from small worker processes. With ``site_packages=True``, packages installed in
+    editable mode (sources outside the environment) are not importable: their sources are not mounted.
 
     >>> r = run(["/bin/sh", "-c", "cat; echo err >&2; exit 3"], stdin=b"hi")
     >>> (r.stdout, r.stderr, r.returncode)
