@@ -142,7 +142,7 @@ ADVERSARIAL = [
         found = set()
         pattern = re.compile(rb"LEAK-[0-9a-f]{16}")
         paths = [f"/proc/{p}/{n}" for p in os.listdir("/proc") if p.isdigit() for n in ("cmdline", "environ")]
-        for root in ("/sandbox", "/tmp", "/dev/shm"):
+        for root in ("/sandbox", "/tmp", "/dev/shm", "."):
             for dirpath, dirnames, filenames in os.walk(root):
                 paths += [os.path.join(dirpath, name) for name in filenames]
         for path in paths:
@@ -164,8 +164,8 @@ ADVERSARIAL = [
 
 @pytest.mark.parametrize("name, source", ADVERSARIAL, ids=[a[0] for a in ADVERSARIAL])
 def test_adversarial_responses_score_zero(name, source):
-    if "/proc" in source and not sandbox.isolation().startswith("bwrap"):
-        pytest.skip("without namespaces the code can see the trainer's own processes")
+    if ("/proc" in source or "kill" in source) and not sandbox.isolation().startswith("bwrap"):
+        pytest.skip("without namespaces the code can see, and signal, the trainer's own processes")
     secret, token = secret_problem()
     verdict = code_verifier.score(secret, block(source), timeout_s=3.0)
     assert verdict.score == 0.0, verdict

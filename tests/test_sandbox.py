@@ -76,6 +76,7 @@ def test_files_are_in_the_working_directory_and_exit_code_and_stderr_come_back()
     assert (r.stdout, r.stderr, r.returncode) == (b"hello", b"oops\n", 7)
 
 
+@needs_bwrap  # the fallbacks do not mask the base interpreter's site-packages
 def test_site_packages_flag_controls_access_to_installed_packages():
     # yaml is installed in this environment only, not in the base interpreter.
     isolated = py("import yaml")

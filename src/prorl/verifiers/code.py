@@ -82,6 +82,11 @@ HARNESS = r'''
 import marshal, os, select, sys, time  # kept small: every import here is paid once per problem
 
 cfg = marshal.loads(sys.stdin.buffer.read())  # written by the trusted parent
+# The exchange files live in the private working directory (under bwrap /tmp is private too, but in the
+# fallbacks it is the host's, shared by concurrent runs).
+io_dir = os.path.join(os.getcwd(), ".harness")
+os.mkdir(io_dir)
+IN_PATH, OUT_PATH, ERR_PATH, RESULT_PATH = (os.path.join(io_dir, n) for n in ("in", "out", "err", "result"))
 start = time.monotonic()
 deadline = start + cfg["budget_s"]
 delim = cfg["delimiter"].encode()
@@ -109,8 +114,8 @@ def to_json(value):
 
 def child(i, args):
     # The candidate's stdin, stdout and stderr are files; the harness's stdout is closed in the child.
-    for fd, path, flags in ((0, "/tmp/in", os.O_RDONLY), (1, "/tmp/out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-                            (2, "/tmp/err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+    for fd, path, flags in ((0, IN_PATH, os.O_RDONLY), (1, OUT_PATH, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                            (2, ERR_PATH, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
         new = os.open(path, flags, 0o600)
         os.dup2(new, fd)
         os.close(new)
@@ -129,7 +134,7 @@ def child(i, args):
             else:
                 raise NameError(f"no function {fn_name!r} and no Solution.{fn_name}")
             result = json.dumps(fn(*args), default=to_json)
-            with open("/tmp/result", "w") as f:
+            with open(RESULT_PATH, "w") as f:
                 f.write(result)
     except SystemExit as e:
         if e.code not in (None, 0):
@@ -196,12 +201,12 @@ def tail(path, limit=300):
 for i, test_input in enumerate(cfg["inputs"]):
     if time.monotonic() >= deadline:
         break
-    for path in ("/tmp/result", "/tmp/out", "/tmp/err"):
+    for path in (RESULT_PATH, OUT_PATH, ERR_PATH):
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-    with open("/tmp/in", "w", encoding="utf-8") as f:
+    with open(IN_PATH, "w", encoding="utf-8") as f:
         f.write("" if fn_name else test_input)
     pid = os.fork()
     if pid == 0:
@@ -218,17 +223,17 @@ for i, test_input in enumerate(cfg["inputs"]):
         record["error"] = f"killed by signal {os.WTERMSIG(status)}"
     elif os.WEXITSTATUS(status) != 0:
         record["status"] = "error"
-        record["error"] = tail("/tmp/err") or f"exit status {os.WEXITSTATUS(status)}"
+        record["error"] = tail(ERR_PATH) or f"exit status {os.WEXITSTATUS(status)}"
     else:
         record["status"] = "ok"
     try:
-        with open("/tmp/out", "rb") as f:
+        with open(OUT_PATH, "rb") as f:
             record["stdout"] = f.read(cap).decode("utf-8", "replace")
     except OSError:
         record["stdout"] = ""
     if fn_name and record["status"] == "ok":
         try:
-            with open("/tmp/result", encoding="utf-8") as f:
+            with open(RESULT_PATH, encoding="utf-8") as f:
                 record["result_json"] = f.read(cap)
         except OSError:
             record["status"], record["error"] = "error", "no return value"
