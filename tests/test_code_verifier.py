@@ -256,3 +256,11 @@ def test_stdout_comparison_rule(produced, expected, match):
 )
 def test_extract_code(response, code):
     assert code_verifier.extract_code(response) == code
+
+
+def test_the_verifier_and_the_sandbox_never_import_torch():
+    import subprocess
+    import sys
+
+    check = "import sys, prorl.verifiers.code, prorl.verifiers.sandbox; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True).stdout == "False\n"

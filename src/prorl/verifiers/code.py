@@ -9,8 +9,9 @@ Tests use the APPS / TACO / PRIME (Eurus-2-RL) format ``{"inputs": [...], "outpu
   of ``fn_name``: a top-level function, or else a method of a top-level ``Solution`` class (LeetCode
   style), called on a fresh ``Solution()``. The module runs as ``__solution__``, so an
   ``if __name__ == "__main__":`` block does not run. Data sets sometimes wrap the expected return value in
-  a one-element list (``[[1, 2]]`` for ``[1, 2]``, APPS does this); both the value and that wrapping are
-  accepted, so a function returning ``[x]`` where ``x`` is expected is also accepted.
+  a one-element list (``[[1, 2]]`` for ``[1, 2]``; APPS does this): a return value passes when it equals
+  the expected value or, when that is a one-element list, its only element. The price of accepting both:
+  where the right answer really is a one-element list ``[y]``, returning ``y`` also passes.
 
 How it runs (one sandbox execution per problem, for throughput): the code is compiled here first
 (compiling is safe, executing is not) so a syntax error costs no sandbox run. Then a small harness runs
@@ -60,6 +61,7 @@ import marshal
 import math
 import re
 import secrets
+import warnings
 from typing import Any
 
 from prorl.data.schema import Problem
@@ -189,7 +191,7 @@ def wait(pid):
             os.close(fd)
 
 
-def tail(path, limit=300):
+def tail(path, limit=120):
     try:
         with open(path, "rb") as f:
             text = f.read()[-4096:].decode("utf-8", "replace").strip()
@@ -410,7 +412,9 @@ def score(problem: Problem, response: str, *, timeout_s: float = 5.0, memory_mb:
     if code is None:
         return Verdict(0.0, "no code block")
     try:
-        compile(code, "solution.py", "exec")
+        with warnings.catch_warnings():  # invalid escape sequences etc.: not worth a log line per sample
+            warnings.simplefilter("ignore")
+            compile(code, "solution.py", "exec")
     except SyntaxError as e:
         return Verdict(0.0, f"syntax error: line {e.lineno}")
     except (ValueError, RecursionError, MemoryError) as e:  # null bytes, absurd nesting
