@@ -22,7 +22,7 @@ Two departures from calling the scorer directly:
   a repetition count from it. Their scorer runs in a separate process with a hard deadline
   (:data:`ISOLATED_TIMEOUT_S`): in :func:`prorl.verifiers.sandbox.run_python` with
   ``site_packages=True`` when the sandbox module is present, else a plain child process killed at
-  the deadline (no file or network isolation then). A scorer past its deadline gives
+  the deadline, with RLIMIT_CPU / RLIMIT_AS and a parent-death signal (no file or network isolation). A scorer past its deadline gives
   ``Verdict(0, "scorer timeout after Xs", status="timeout")``. Cost: ~3 s per scoring on this
   machine (a fresh interpreter imports Reasoning Gym).
 - ``game_of_life_halting``: its scorer returns ``bool(answer) == bool(entry["answer"])``; both are
@@ -237,7 +237,7 @@ def _isolated_score(task: str, config: dict, answer: str, entry: dict, timeout_s
     else:
         try:
             proc = subprocess.run([sys.executable, "-c", _ISOLATED_SOURCE], input=job, capture_output=True,
-                                  timeout=timeout_s)
+                                  timeout=timeout_s, preexec_fn=functools.partial(_limit_child, timeout_s))
         except subprocess.TimeoutExpired:
             return None
         returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
@@ -246,6 +246,22 @@ def _isolated_score(task: str, config: dict, answer: str, entry: dict, timeout_s
         tail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"isolated {task} scorer failed (exit {returncode}): {tail[0][:200]}")
     return float(stdout[marker:].split()[1])
+
+
+def _limit_child(timeout_s: float) -> None:
+    """In the fallback child: die with the worker, and stop at a CPU-time limit even if orphaned."""
+    import ctypes
+    import math
+    import resource
+    import signal
+
+    cpu = math.ceil(timeout_s) + 1  # backs up the wall-clock deadline if the worker is killed first
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (ISOLATED_MEMORY_MB << 20, ISOLATED_MEMORY_MB << 20))
+    try:  # Linux: PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def score(problem: Problem, response: str, *, binarize: bool = False,
