@@ -152,7 +152,8 @@ class _Setup:
     why: str
     """Why anything weaker than bwrap+cgroup was chosen (empty when it was not)."""
     drop_uid: bool = False
-    """Without a cgroup and as root: switch to SANDBOX_UID before exec (so RLIMIT_NPROC and kill bind)."""
+    """As root where bwrap or a cgroup is missing: switch to SANDBOX_UID before exec (so RLIMIT_NPROC binds
+    and the code cannot signal or write what only root may)."""
 
 
 _setup: _Setup | None = None
@@ -346,7 +347,8 @@ def _probe() -> _Setup:
                 preexec_fn=_make_preexec(None, 10, 1 << 30, 64, 1 << 20, rlimits_strict=drop, drop_uid=drop),
             )
             if done.returncode != 0:
-                bwrap_why = f"bwrap cannot run Python here: {done.stderr.decode(errors='replace').strip()[-300:]}"
+                error = done.stderr.decode(errors="replace").strip()[-300:]
+                bwrap_why = f"bwrap cannot run Python here (exit {done.returncode}): {error}"
         except (OSError, subprocess.SubprocessError) as e:
             bwrap_why = f"bwrap failed to start: {e}"
     if bwrap_why:
@@ -355,14 +357,15 @@ def _probe() -> _Setup:
         layers = "bwrap+cgroup" if cgroup else "bwrap+rlimit"
     else:
         layers = "cgroup+rlimit" if cgroup else "rlimit-only"
-    drop = cgroup is None and _can_drop_uid()
-    root_why = ""
-    if cgroup is None and os.geteuid() == 0 and not drop:
-        root_why = (
-            f"the program runs as ROOT (uid {SANDBOX_UID} cannot reach the interpreter), and RLIMIT_NPROC does "
-            "not bind root: the number of processes is bounded only by the deadline"
-        )
-    why = "; ".join(w for w in (bwrap_why, cgroup_why, root_why) if w)
+    # Without bwrap there is no user namespace; without a cgroup only RLIMIT_NPROC bounds processes, and
+    # it does not bind root. Both call for running as an unprivileged uid, where the interpreter allows.
+    drop = (bwrap is None or cgroup is None) and _can_drop_uid()
+    root_why = []
+    if os.geteuid() == 0 and not drop and bwrap is None:
+        root_why.append(f"the program runs as ROOT with no namespaces (uid {SANDBOX_UID} cannot reach the interpreter)")
+    if os.geteuid() == 0 and not drop and cgroup is None:
+        root_why.append("RLIMIT_NPROC does not bind root: the number of processes is bounded only by the deadline")
+    why = "; ".join(w for w in (bwrap_why, cgroup_why, *root_why) if w)
     return _Setup(layers, bwrap, cgroup, mounts, why, drop)
 
 
