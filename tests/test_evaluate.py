@@ -222,3 +222,25 @@ def test_summary_means_are_exact():
     assert out["tasks"]["math"]["pass@1"] == pytest.approx(0.5, rel=1e-12)
     assert out["tasks"]["math"]["pass@k"]["4"] == pytest.approx(2 / 3, rel=1e-12)
     assert not math.isnan(out["overall"]["mean@n"])
+
+
+@pytest.mark.slow  # ~25 s: the pool's fork server preloads every verifier library
+def test_real_verifier_pool_matches_in_process_scoring(tiny, tmp_path, monkeypatch):
+    # The real worker pool (2 processes, instruction verifier) and in-process scoring of the same
+    # seeded samples must give the same file. A random tiny model writes commas in some samples only,
+    # so "no_comma" problems get a mix of scores.
+    from prorl.verifiers.pool import ScoringPool
+
+    data = tmp_path / "if.jsonl"
+    rows = [{"id": f"if{i}", "domain": "instruction", "prompt": f"say {i}",
+             "metadata": {"instruction_ids": ["punctuation:no_comma"], "kwargs": [{}]}} for i in range(4)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    workers = tmp_path / "workers.json"
+    assert ev.main_eval(cli_args(tiny, data, workers, "--max-tokens", "24")) == 0
+    monkeypatch.setattr(ev, "make_pool", lambda workers, timeout_s: ScoringPool(0))
+    inline = tmp_path / "inline.json"
+    assert ev.main_eval(cli_args(tiny, data, inline, "--max-tokens", "24")) == 0
+    assert workers.read_text() == inline.read_text()
+    result = json.loads(workers.read_text())
+    assert result["domains"]["instruction"]["errors"] == 0
+    assert 0 < result["domains"]["instruction"]["mean@n"] <= 1
