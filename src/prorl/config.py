@@ -166,6 +166,14 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     return True
 
 
+def _looks_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity")
+
+
 def _describe(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
@@ -185,6 +193,8 @@ def _build(cls, values: dict, where: str, prefix: str = ""):
         if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
             kwargs[key] = _build(f.default_factory, value, where, f"{prefix}{key}.")
             continue
+        if isinstance(value, str) and "float" in str(f.type) and _looks_float(value):
+            value = float(value)  # YAML 1.1 reads "1e-3" as a string; accept it as the number it is
         if not _type_ok(value, f.type):
             raise ConfigError(f"{where}: config key '{prefix}{key}': expected {_describe(f.type)}, "
                               f"got {value!r} ({type(value).__name__})")

@@ -67,7 +67,7 @@ def warm_start(model, tokenizer, problems, *, steps: int, lr: float, batch_size:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses
 
 

@@ -340,13 +340,13 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
                     kl = algo.kl_penalty(logprobs, ref_logprobs[rows], cfg.algo.kl_kind)  # [b, T]
                     kl_loss = algo.aggregate_loss(kl, mask, cfg.algo.loss_agg, **agg)
                     loss = loss + beta * kl_loss
-                    sums["kl_loss"] += float(kl_loss)
+                    sums["kl_loss"] += kl_loss.item()
                     sums["kl"] += float((kl.detach() * mask).sum())
                 loss.backward()
-                step_loss += float(loss)
+                step_loss += loss.item()
                 ntok = float(mask.sum())
                 tokens_seen += ntok
-                sums["pg_loss"] += float(pg_loss)
+                sums["pg_loss"] += pg_loss.item()
                 sums["entropy"] += float((entropy * mask).sum())
                 sums["clip_low"] += float(pm["clip_frac_low"]) * ntok
                 sums["clip_high"] += float(pm["clip_frac_high"]) * ntok
