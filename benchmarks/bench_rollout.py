@@ -5,11 +5,16 @@ Usage (defaults: 128 sequences x 128 new tokens, tiny "2m" and "20m" models, bf1
     .venv/bin/python benchmarks/bench_rollout.py [--sizes 2m 20m] [--dtypes bfloat16 float32]
         [--batch 128] [--new-tokens 128] [--rounds 5] [--threads N]
 
-Both engines sample (temperature 1.0, top_p 0.95, the same prompts, pad and EOS ids). Throughput counts
-the tokens each engine actually generated (through the first EOS), divided by wall time, so an early EOS
-in one engine does not flatter it; both run until every sequence ended or the limit was reached. Runs
+Both engines sample (temperature 1.0, top_p 0.95, the same prompts, pad and EOS ids). By default
+(``--eos none``) the EOS id given to both is one outside the vocabulary, so no sequence stops early and
+both generate exactly batch x new-tokens tokens: this compares the cost of a decode step. With
+``--eos real`` the tokenizer's EOS ends sequences (a random model samples it about once per hundred
+tokens); throughput then counts the tokens each engine generated through the first EOS, and our engine
+gains from dropping finished rows from its batch, which ``generate`` does not do. Runs
 alternate (ours, generate, ours, generate, ...) after one untimed warm-up of each, and the table reports
-medians: timings on a small shared CPU swing by tens of percent from run to run.
+medians: timings on a small shared CPU swing by tens of percent from run to run. Tokens per CPU-second
+(process time, all threads) is printed beside wall-clock throughput: it is less disturbed by other
+processes competing for the cores, though not immune (waiting threads may spin).
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--eos", choices=["none", "real"], default="none", help="see the module docstring")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -87,10 +93,12 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     tmp = tempfile.mkdtemp()
     tokenizer = build_char_tokenizer(tmp)
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    pad = tokenizer.pad_token_id
+    eos = tokenizer.eos_token_id if args.eos == "real" else len(tokenizer)  # len(tokenizer): never sampled
     prompts = make_prompts(tokenizer, args.batch, seed=0)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch} x "
-          f"{args.new_tokens} new tokens, temperature {args.temperature}, top_p {args.top_p}, {args.rounds} rounds")
+          f"{args.new_tokens} new tokens, temperature {args.temperature}, top_p {args.top_p}, eos {args.eos}, "
+          f"{args.rounds} rounds")
     rows = []
     for size in args.sizes:
         base = build_tiny_model(f"{tmp}/{size}", tokenizer, size=size)
@@ -99,21 +107,25 @@ def main() -> None:
             engines = {"ours": run_ours, "generate": run_hf}
             for name, fn in engines.items():  # warm-up: first calls allocate and pick kernels
                 fn(model, prompts, args, eos, pad, seed=123)
-            rates = {name: [] for name in engines}
+            rates = {name: [] for name in engines}  # tokens per wall-clock second
+            cpu_rates = {name: [] for name in engines}  # tokens per CPU second of this process (all threads)
             for r in range(args.rounds):
                 for name, fn in engines.items():
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     n = fn(model, prompts, args, eos, pad, seed=r)
                     rates[name].append(n / (time.perf_counter() - t0))
+                    cpu_rates[name].append(n / (time.process_time() - c0))
             ours, hf = statistics.median(rates["ours"]), statistics.median(rates["generate"])
-            rows.append((size, dtype_name, ours, hf, ours / hf))
+            ours_cpu, hf_cpu = statistics.median(cpu_rates["ours"]), statistics.median(cpu_rates["generate"])
+            rows.append((size, dtype_name, ours, hf, ours_cpu, hf_cpu))
             print(f"  {size} {dtype_name}: ours {[round(x) for x in rates['ours']]} "
                   f"generate {[round(x) for x in rates['generate']]}", flush=True)
     print()
-    print(f"| model | dtype | ours tok/s | generate tok/s | ratio |")
-    print(f"|---|---|---:|---:|---:|")
-    for size, dtype_name, ours, hf, ratio in rows:
-        print(f"| {size} | {dtype_name} | {ours:,.0f} | {hf:,.0f} | {ratio:.2f}x |")
+    print("| model | dtype | ours tok/s | generate tok/s | ratio | ours tok/CPU-s | generate tok/CPU-s | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for size, dtype_name, ours, hf, ours_cpu, hf_cpu in rows:
+        print(f"| {size} | {dtype_name} | {ours:,.0f} | {hf:,.0f} | {ours / hf:.2f}x "
+              f"| {ours_cpu:,.0f} | {hf_cpu:,.0f} | {ours_cpu / hf_cpu:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -14,15 +14,28 @@ import torch
 
 from prorl.errors import UserError
 from prorl.policy import sequence_logprobs
-from prorl.rollout import Rollout, generate, left_pad, sample_next
+from prorl.rollout import Rollout, decode_attention, generate, left_pad, sample_next
 from prorl.tiny import build_char_tokenizer, build_tiny_model
 
 PROMPTS = ["1+2=", "hello world 12", "a", "xyz 9*9=", "The cat", "42", "zzzz zz", "Q: 7-3?"]
 MAX_NEW = 24
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Run this module's tests on one torch thread, then restore the setting.
+
+    On a shared 2-core machine, two intra-op threads stalled a batch-of-8 forward for ~10 s whenever
+    other processes held the cores; one thread takes milliseconds. Tiny models gain nothing from two.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, one_thread):
     """``(model, tokenizer, prompt_ids)`` with EOS made likely (see the module docstring)."""
     tmp = tmp_path_factory.mktemp("tiny")
     tok = build_char_tokenizer(tmp)
@@ -238,6 +251,35 @@ def test_outputs_are_ordinary_tensors_and_model_still_trains(setup):
     assert model.get_input_embeddings().weight.grad is not None
     model.zero_grad(set_to_none=True)
     model.load_state_dict(model.state_dict())  # in-place copies into every parameter and buffer
+
+
+@pytest.mark.parametrize("heads, kv_heads, n", [(4, 2, 7), (6, 6, 1), (8, 1, 33)])
+def test_decode_attention_matches_sdpa(heads, kv_heads, n):
+    """The CPU decode-step attention against torch's sdpa on the same masked, grouped-query problem (fp32)."""
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(n)
+    B, D = 3, 16
+    q = torch.randn(B, heads, 1, D, generator=gen)
+    k = torch.randn(B, kv_heads, n, D, generator=gen)
+    v = torch.randn(B, kv_heads, n, D, generator=gen)
+    keep = torch.rand(B, 1, 1, n, generator=gen) > 0.3
+    keep[..., -1] = True  # the new token always sees itself
+    additive = torch.zeros(B, 1, 1, n).masked_fill_(~keep, torch.finfo(torch.float32).min)
+
+    class Module:  # what transformers passes as ``module``; only sdpa's fallback reads it
+        num_key_value_groups = heads // kv_heads
+
+    out, _ = decode_attention(Module(), q, k, v, additive, scaling=D ** -0.5)  # [B, 1, H, D]
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, enable_gqa=True)  # [B, H, 1, D]
+    torch.testing.assert_close(out, ref.transpose(1, 2), rtol=1e-5, atol=1e-6)
+
+
+def test_restores_attention_implementation(setup):
+    model = setup[0]
+    assert model.config._attn_implementation == "sdpa"
+    run(setup, temperature=0.0, max_new_tokens=3)
+    assert model.config._attn_implementation == "sdpa"
 
 
 def test_restores_train_mode(setup):

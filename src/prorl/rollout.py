@@ -121,6 +121,57 @@ def _forward_kwarg_names(model) -> set[str]:
     return set(inspect.signature(model.forward).parameters)
 
 
+# A decode-step attention for CPUs, used in place of sdpa while ``generate`` runs (see decode_attention).
+DECODE_ATTENTION = "prorl_cpu_decode"
+# Model types whose attention layers call the attention function with nothing beyond q, k, v, mask and
+# scaling (no softcap, sinks or position bias, which decode_attention would silently ignore).
+DECODE_ATTENTION_MODEL_TYPES = ("qwen2", "qwen3", "llama", "mistral")
+
+
+def decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention for one new token per row as two batched matmuls; anything else goes to sdpa.
+
+    On this 2-core CPU, ``scaled_dot_product_attention`` for a single query over a short cache costs
+    more than the two matmuls it performs (its kernel is tuned for long queries); this path made a
+    whole decode step of the 2M bf16 model ~19% faster and the 20M fp32 one ~2%. Shapes: ``query``
+    ``[B, H, 1, D]``, ``key``/``value`` ``[B, KV, n, D]`` (grouped-query heads share a KV head),
+    ``attention_mask`` additive ``[B, 1, 1, n]``. Returns ``([B, 1, H, D], None)`` like transformers'
+    attention functions. Scores are computed in the model dtype and the softmax in float32, as in
+    transformers' eager attention: in bf16 the scores carry bf16 rounding that sdpa avoids.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    B, H, q_len, D = query.shape
+    if q_len != 1 or attention_mask is None or attention_mask.dtype == torch.bool or dropout:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    KV = key.shape[1]
+    scale = scaling if scaling is not None else D ** -0.5
+    q = query.reshape(B, KV, H // KV, D)  # [B, KV, g, D]: query heads grouped under their KV head
+    scores = torch.matmul(q, key.transpose(-1, -2)).float().mul_(scale).add_(attention_mask)  # [B, KV, g, n]
+    out = torch.matmul(scores.softmax(-1).to(value.dtype), value)  # [B, KV, g, D]
+    return out.reshape(B, 1, H, D), None
+
+
+@functools.cache
+def _register_decode_attention() -> str:
+    """Add :func:`decode_attention` to transformers' attention functions once; returns its name."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(DECODE_ATTENTION, decode_attention)
+    return DECODE_ATTENTION
+
+
+def _wants_decode_attention(model, cache: str) -> bool:
+    """Use :func:`decode_attention` for this call: CPU, sdpa, full attention, a known model type."""
+    return (
+        cache != "dynamic"
+        and next(model.parameters()).device.type == "cpu"
+        and getattr(model.config, "model_type", None) in DECODE_ATTENTION_MODEL_TYPES
+        and getattr(model.config, "_attn_implementation", None) == "sdpa"
+        and _all_full_attention(model)
+    )
+
+
 def _all_full_attention(model) -> bool:
     """True when every attention layer of ``model`` sees the whole past (no sliding window)."""
     config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
@@ -140,7 +191,7 @@ def _prebuilt_mask_kind(model) -> str | None:
     if not _all_full_attention(model):
         return None
     impl = getattr(model.config, "_attn_implementation", None)
-    return {"sdpa": "bool", "eager": "additive"}.get(impl)
+    return {"sdpa": "bool", "eager": "additive", DECODE_ATTENTION: "additive"}.get(impl)
 
 
 @functools.cache
@@ -362,6 +413,13 @@ def generate(
     chunk = batch_size or len(prompt_ids)
     was_training = model.training
     model.eval()
+    swapped = False
+    if _wants_decode_attention(model, cache):
+        try:
+            model.set_attn_implementation(_register_decode_attention())
+            swapped = True
+        except Exception:  # noqa: BLE001 - an optimisation only; sdpa stays in place
+            pass
     try:
         parts = []
         for start in range(0, len(prompt_ids), chunk):
@@ -376,11 +434,16 @@ def generate(
                 except Exception:  # noqa: BLE001 - any model that rejects StaticCache takes the dynamic path
                     # A failure here happens in the first forward, before anything is drawn from the generator.
                     cache = "dynamic"
+                    if swapped:  # decode_attention expects the prebuilt additive mask of the static path
+                        model.set_attn_implementation("sdpa")
+                        swapped = False
                     parts.append(_generate_batch(model, batch, cache="dynamic", **args))
             else:
                 parts.append(_generate_batch(model, batch, cache=cache, **args))
     finally:
         model.train(was_training)
+        if swapped:
+            model.set_attn_implementation("sdpa")
 
     P = max(p[0].shape[1] for p in parts)
     T = max(p[2].shape[1] for p in parts)
