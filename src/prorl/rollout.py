@@ -8,16 +8,22 @@ How it differs from ``model.generate``:
 
 - The loop is written here and calls the model's ``forward`` directly. ``generate`` re-derives masks,
   positions, logits processors and stopping criteria every step; on a small model those Python steps
-  cost as much as the matmuls (see ``docs/rollout.md`` for measured figures).
-- The KV cache is transformers' ``StaticCache``, sized ``P + max_new_tokens`` before the first forward:
-  no tensor grows with ``torch.cat`` during decoding.
-- Where every attention layer is full attention and the attention implementation is ``sdpa`` or ``eager``,
-  the 4D attention mask is built once and updated in place (one column per step); the model then
-  returns it as is instead of rebuilding it. Other models (sliding-window layers, flash attention)
-  get the 2D padding mask and build their own 4D mask each step: correct, a little slower.
-- When a model cannot run with ``StaticCache`` (its forward raises on the first call), the same loop
-  runs with a ``DynamicCache`` instead (``cache="auto"``; ``cache="dynamic"`` forces it). That path
-  grows the cache with ``torch.cat`` like ``generate`` does.
+  cost a good part of a step (``docs/rollout.md`` has the measured figures).
+- The KV cache is allocated before the first forward, ``P + max_new_tokens`` slots per layer, and
+  written in place: no tensor grows with ``torch.cat``. For full-attention models it is transformers'
+  ``StaticLayer`` returning only its filled prefix (attention never reads the empty slots); models with
+  sliding-window layers get transformers' plain ``StaticCache``.
+- For full-attention models under ``sdpa`` or ``eager`` the 4D attention mask is built once and
+  updated one column per step; the model uses it as is instead of rebuilding it every step. Other
+  attention implementations get the 2D padding mask and build their own.
+- Rows that finished are dropped from the live batch (and from the cache) each time a quarter of it
+  has finished, so a batch with a few long stragglers stops paying for the short ones.
+- On CPU, for Qwen2/Qwen3/Llama/Mistral under ``sdpa``, decode steps use :func:`decode_attention`
+  (two matmuls) instead of sdpa, which is slow for a single query on this CPU; prefill still uses sdpa.
+  The model's attention implementation is switched for the call and restored after.
+- When a model cannot run with the preallocated cache (its forward raises on the first call), the same
+  loop runs with a ``DynamicCache`` (``cache="auto"``; ``cache="dynamic"`` forces it); that path grows
+  the cache with ``torch.cat`` as ``generate`` does.
 
 Sampling log-probs are ``log_softmax(logits / temperature)`` at the sampled token, taken BEFORE top-p
 truncation: the same quantity :func:`prorl.policy.sequence_logprobs` recomputes from the tokens. The
@@ -26,9 +32,12 @@ numbers serve the train/inference mismatch metric, which only makes sense if bot
 distribution. Top-p changes which tokens can be drawn but is not part of the policy being trained.
 At ``temperature == 0`` (greedy) the log-probs are those of the untempered logits (temperature 1).
 
-Limits: finished sequences stay in the batch (they are fed the pad token and masked) until every
-sequence has finished; a batch with one very long straggler pays for the whole batch until it ends.
-The ``generator`` must live on the model's device (``torch.multinomial`` requires it).
+Limits: the ``generator`` must live on the model's device (``torch.multinomial`` requires it). Sampled
+tokens depend on the batch composition (chunking, compaction): same seed and same request give the
+same tokens, but a sequence's sample changes if the rest of its batch changes. Generation runs under
+``torch.inference_mode``; a model that creates or replaces a buffer inside its forward (dynamic RoPE
+scaling does) would keep an inference tensor there, which cannot be updated in place afterwards.
+One host sync per decode step (the "all finished?" check) costs a little on a GPU.
 """
 
 from __future__ import annotations
@@ -104,16 +113,18 @@ def sample_next(
         return tokens, logprobs.gather(-1, tokens[:, None]).squeeze(-1)
     if temperature != 1.0:
         logits.div_(temperature)
-    logprobs = logits.log_softmax(dim=-1)  # [B, V]
-    probs = logprobs.exp()  # [B, V]
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)  # [B, V]
-        # Drop a token when the tokens ranked above it already reach top_p; the top token always stays.
-        drop_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p  # [B, V]
-        sorted_probs.masked_fill_(drop_sorted, 0.0)
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)  # [B, V]
-    tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # [B]
-    return tokens, logprobs.gather(-1, tokens[:, None]).squeeze(-1)
+    if top_p >= 1.0:
+        logprobs = logits.log_softmax(dim=-1)  # [B, V]
+        tokens = torch.multinomial(logprobs.exp(), 1, generator=generator)  # [B, 1]
+        return tokens.squeeze(-1), logprobs.gather(-1, tokens).squeeze(-1)
+    # Work in sorted order: the nucleus is a prefix there, and nothing needs scattering back.
+    sorted_logits, order = logits.sort(dim=-1, descending=True)  # [B, V]
+    sorted_logprobs = sorted_logits.log_softmax(dim=-1)  # [B, V] the full distribution, before truncation
+    probs = sorted_logprobs.exp()  # [B, V]
+    # Drop a token when the tokens ranked above it already reach top_p; the top token always stays.
+    probs.masked_fill_(probs.cumsum(dim=-1) - probs >= top_p, 0.0)
+    picked = torch.multinomial(probs, 1, generator=generator)  # [B, 1] rank of the drawn token
+    return order.gather(-1, picked).squeeze(-1), sorted_logprobs.gather(-1, picked).squeeze(-1)
 
 
 def _forward_kwarg_names(model) -> set[str]:
