@@ -306,10 +306,13 @@ def _generate_batch(
     next_pos = pmask.sum(-1, keepdim=True)  # [B, 1] position of the first generated token
     cache_positions = torch.arange(L, device=device)  # [L]
     pass_cache_position = "cache_position" in names
+    keep_last = "logits_to_keep" in names
 
     def forward(step_ids, step_positions, start, width):
         """Logits ``[B, V]`` float32 for the last of ``width`` new tokens written at cache slot ``start``."""
-        kwargs = {cache_arg: kv, "use_cache": True, "logits_to_keep": 1}
+        kwargs = {cache_arg: kv, "use_cache": True}
+        if keep_last:
+            kwargs["logits_to_keep"] = 1  # skip the [B, P, V] prefill logits where the model allows
         if pass_cache_position:
             kwargs["cache_position"] = cache_positions[start:start + width]
         if mask_kind is not None:
@@ -443,7 +446,8 @@ def generate(
                 try:
                     parts.append(_generate_batch(model, batch, cache="static", **args))
                 except Exception:  # noqa: BLE001 - any model that rejects StaticCache takes the dynamic path
-                    # A failure here happens in the first forward, before anything is drawn from the generator.
+                    # Models that reject the cache fail in the first forward, before any draw; a later
+                    # failure means the retry draws different (still valid) samples from the generator.
                     cache = "dynamic"
                     if swapped:  # decode_attention expects the prebuilt additive mask of the static path
                         model.set_attn_implementation("sdpa")
