@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import textwrap
 import time
@@ -88,29 +89,48 @@ def test_score_table(name, tests, response, expected, reason):
     assert verdict.status == "ok"
 
 
-def test_timeout_keeps_the_results_of_tests_that_finished():
-    response = block(
-        """
-        a, b = map(int, input().split())
-        while a == 3:  # the second test never ends
-            pass
-        print(a + b)
-        """
-    )
+HANGS_ON_THREE = block(
+    """
+    a, b = map(int, input().split())
+    while a == 3:  # the second test never ends
+        pass
+    print(a + b)
+    """
+)
+
+
+def test_running_past_the_total_limit_scores_zero_as_in_the_paper():
     start = time.monotonic()
-    verdict = code_verifier.score(problem(ADD), response, timeout_s=1.0)
+    verdict = code_verifier.score(problem(ADD), HANGS_ON_THREE, timeout_s=1.0)
     elapsed = time.monotonic() - start
-    assert verdict.score == pytest.approx(1 / 3, abs=1e-12)
-    assert "passed 1/3 tests; test 2: timeout" in verdict.reason
+    assert verdict.score == 0.0
+    assert verdict.reason.startswith("over the 1 s limit; passed 1/3 tests; test 2: timeout"), verdict.reason
     assert elapsed < 1.0 + 1.5  # the budget plus start-up, never the sandbox's slack on top of a hang
+
+
+def test_partial_on_timeout_keeps_the_results_of_tests_that_finished():
+    verdict = code_verifier.score(problem(ADD), HANGS_ON_THREE, timeout_s=1.0, partial_on_timeout=True)
+    assert verdict.score == pytest.approx(1 / 3, abs=1e-12)
+    assert verdict.reason.startswith("passed 1/3 tests; test 2: timeout"), verdict.reason
 
 
 def test_the_budget_is_for_the_whole_problem_not_each_test():
     # Each test sleeps 0.4 s: three fit in 1.5 s, six do not.
     six = {"inputs": ["1 1\n"] * 6, "outputs": ["2\n"] * 6}
     response = block("import time\ntime.sleep(0.4)\na, b = map(int, input().split())\nprint(a + b)")
-    verdict = code_verifier.score(problem(six), response, timeout_s=1.5)
+    verdict = code_verifier.score(problem(six), response, timeout_s=1.5, partial_on_timeout=True)
     assert 0 < verdict.score < 1 and "timeout" in verdict.reason
+    assert code_verifier.score(problem(six), response, timeout_s=1.5).score == 0.0
+
+
+def test_the_problem_can_set_its_own_time_limit():
+    # Three tests of 0.4 s each: over a 0.6 s limit given by the problem, within the default 5 s.
+    three = {"inputs": ["1 1\n"] * 3, "outputs": ["2\n"] * 3}
+    response = block("import time\ntime.sleep(0.4)\na, b = map(int, input().split())\nprint(a + b)")
+    assert code_verifier.score(problem(three), response).score == 1.0
+    tight = dataclasses.replace(problem(three), metadata={"time_limit_s": 0.6})
+    verdict = code_verifier.score(tight, response)
+    assert verdict.score == 0.0 and "over the 0.6 s limit" in verdict.reason
 
 
 # ---------------------------------------------------------------------------------------------

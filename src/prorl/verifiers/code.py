@@ -28,10 +28,12 @@ stdout is a file, not the channel the harness reports on; a process that reached
 harness's own record for a test comes after the candidate's run and wins. So a forged record holds
 nothing the program could not have printed itself. The delimiter keeps stray text out of the parser.
 
-Time: ``timeout_s`` (default 5 s) is the budget for running all tests, measured by the harness from its
-start (the interpreter's start-up is not charged). A test still running at the budget is killed and
-fails, as does every test not reached; the tests that finished keep their results. The sandbox's own
-deadline is one second later, in case the harness itself is stuck.
+Time: ``timeout_s`` (default: the problem's ``metadata["time_limit_s"]``, else 5 s) is the budget for
+running all tests, measured by the harness from its start (the interpreter's start-up is not charged).
+A test still running at the budget is killed. As in the paper, a program that runs past the total
+budget scores 0 (reason "... timeout"), even if some tests had passed before; with
+``partial_on_timeout=True`` the tests that finished keep their results and only the rest fail. The
+sandbox's own deadline is one second later, in case the harness itself is stuck.
 
 Comparison (stdin mode): both texts are normalised by stripping trailing whitespace on every line and
 trailing blank lines; equal texts pass. Otherwise they are split into whitespace-separated tokens; they
@@ -394,13 +396,21 @@ def parse_records(stdout: bytes, delimiter: str) -> dict[int, dict[str, Any]]:
     return records
 
 
-def score(problem: Problem, response: str, *, timeout_s: float = 5.0, memory_mb: int = 1024) -> Verdict:
+DEFAULT_TIME_LIMIT_S = 5.0
+"""Total time for all tests of a problem when neither the caller nor ``metadata["time_limit_s"]`` sets one."""
+
+
+def score(problem: Problem, response: str, *, timeout_s: float | None = None, memory_mb: int = 1024,
+          partial_on_timeout: bool = False) -> Verdict:
     """Reward = fraction of ``problem.tests`` the last code block in ``response`` passes.
 
     problem: a code problem; ``problem.tests`` in the APPS/TACO/PRIME format.
     response: the model's full response text.
-    timeout_s: time budget for running all tests of this problem.
+    timeout_s: time budget for running all tests of this problem (None: ``metadata["time_limit_s"]``
+        of the problem, else :data:`DEFAULT_TIME_LIMIT_S`).
     memory_mb: memory limit for the whole run (all tests).
+    partial_on_timeout: when the budget runs out, keep the tests that passed before it (default: the
+        paper's rule, score 0).
 
     Never raises for anything the response contains; a problem with unusable tests gives score 0 with
     status "error", and so does a sandbox that cannot start.
@@ -420,6 +430,8 @@ def score(problem: Problem, response: str, *, timeout_s: float = 5.0, memory_mb:
     except (ValueError, RecursionError, MemoryError) as e:  # null bytes, absurd nesting
         return Verdict(0.0, f"syntax error: {type(e).__name__}")
 
+    if timeout_s is None:
+        timeout_s = _time_limit(problem)
     tests = problem.tests
     assert tests is not None
     fn_name = tests.get("fn_name")
@@ -453,6 +465,7 @@ def score(problem: Problem, response: str, *, timeout_s: float = 5.0, memory_mb:
     n = len(inputs)
     passed = 0
     first_problem = ""
+    out_of_time = result.timed_out
     for i, expected in enumerate(tests["outputs"]):
         record = records.get(i)
         if record is None:
@@ -468,11 +481,23 @@ def score(problem: Problem, response: str, *, timeout_s: float = 5.0, memory_mb:
         passed += ok
         if not ok and not first_problem:
             first_problem = why
+        if record is not None and record.get("status") == "timeout":
+            out_of_time = True
         if record is None or record.get("status") == "timeout":
             break  # later tests were not reached either; they fail
     reason = f"passed {passed}/{n} tests"
     if first_problem:
         reason += f"; {first_problem}"
-    if passed < n and result.timed_out and "timeout" not in reason:
+    if passed < n and out_of_time and "timeout" not in reason:
         reason += "; timeout"
+    if out_of_time and not partial_on_timeout:
+        return Verdict(0.0, f"over the {timeout_s:g} s limit; {reason}")
     return Verdict(passed / n, reason)
+
+
+def _time_limit(problem: Problem) -> float:
+    """``metadata["time_limit_s"]`` when it is a positive number, else :data:`DEFAULT_TIME_LIMIT_S`."""
+    value = problem.metadata.get("time_limit_s")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return DEFAULT_TIME_LIMIT_S
