@@ -63,12 +63,12 @@ RLIMIT_AS bounds each process separately, not the tree.
 
 from __future__ import annotations
 
-import atexit
 import errno
 import functools
 import itertools
 import logging
 import math
+import multiprocessing.util
 import os
 import resource
 import selectors
@@ -279,7 +279,9 @@ def _remove_stale_cgroups(where: _Cgroup) -> list[str]:
 def _etc_dir() -> str:
     """A synthetic /etc for the sandbox: just enough for uid lookups and localhost; never the host's."""
     path = tempfile.mkdtemp(prefix="prorl-sandbox-etc-")
-    atexit.register(shutil.rmtree, path, True)
+    # multiprocessing's exit hook runs in the main process (at exit) and in worker processes, which
+    # leave through os._exit and so skip plain atexit handlers.
+    multiprocessing.util.Finalize(None, shutil.rmtree, args=(path, True), exitpriority=0)
     files = {
         "passwd": f"root:x:0:0:root:/:/bin/false\nsandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:sandbox:{WORKDIR}:/bin/sh\n",
         "group": f"root:x:0:\nsandbox:x:{SANDBOX_UID}:\n",
