@@ -81,11 +81,17 @@ def test_regimes_values_and_expansion(three):
 @pytest.mark.parametrize("final_k,mid_k,expected", [
     (0.80, 0.785, "Plateau"),     # MID->FINAL gain 0.015 < 0.02
     (0.80, 0.78, "Sustained"),    # gain 0.02 is not below the threshold
-    (0.47, 0.6, "Diminish"),      # fell by 0.03 > 0.02 from base 0.5, pass@1 up
-    (0.49, 0.6, "Plateau"),       # fell by 0.01: not Diminish; then no gain after MID
+    (0.47, 0.6, "Diminish"),      # fell by 0.03 from base 0.5, pass@1 up
+    (0.51, 0.3, "Diminish"),      # rose after MID, but only 0.01 over base: the boundary did not widen
+    (0.52, 0.3, "Sustained"),     # 0.02 over base reaches the threshold; still rising after MID
+    (0.52, 0.51, "Plateau"),      # widened, but no gain after MID
 ])
 def test_thresholds(final_k, mid_k, expected):
     assert cmp.classify(0.1, 0.5, 0.2, final_k, mid_k) == expected
+
+
+def test_an_unchanged_boundary_without_a_pass1_gain_is_decline():
+    assert cmp.classify(0.2, 0.5, 0.2, 0.51, 0.3) == "Decline"
 
 
 def test_without_mid_regimes_are_undetermined_and_said_so(three):
@@ -134,7 +140,7 @@ def test_command_writes_json_html_and_images(three, tmp_path, capsys):
     assert rc == 0
     saved = json.loads((out / "compare.json").read_text())
     assert {t: r["regime"] for t, r in saved["tasks"].items()} == EXPECTED
-    assert saved["thresholds"] == {"diminish_drop": 0.02, "plateau_gain": 0.02}
+    assert saved["thresholds"] == {"min_gain": 0.02, "plateau_gain": 0.02}
     assert saved["boundary_expansion"] == ["expand"]
     page = (out / "index.html").read_text()
     images = saved["images"]

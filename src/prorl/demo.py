@@ -130,6 +130,8 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: in
     train_prompts |= {p.prompt for p in sft_problems}
     eval_problems = [p for k in TRAIN_KINDS + HARDER_KINDS
                      for p in make_problems(k, demo["eval_problems"], seed=seed + 20_000, exclude=train_prompts)]
+    with open(out / "heldout.jsonl", "w") as f:  # for `prorl eval --data`, the same problems as below
+        f.writelines(json.dumps(p.to_dict()) + "\n" for p in eval_problems)
     eval_args = dict(n=demo["eval_n"], max_new_tokens=recipe["rollout"]["max_new_tokens"], seed=seed + 5)
 
     with ScoringPool(2, timeout_s=30.0) as pool:
@@ -175,6 +177,8 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: in
     print(f"\nreference resets: {len(resets)} at steps {[e['step'] for e in resets]}")
     print(f"wall time {wall / 60:.1f} min (warm-start {t_warm:.0f}s, ProRL {t_train:.0f}s); run directory {out / 'run'}")
     print(f"report: prorl report {out / 'run'}")
+    print(f"pass@k: prorl eval --model {out / 'warm'} --data {out / 'heldout.jsonl'} --n 64 --max-tokens "
+          f"{recipe['rollout']['max_new_tokens']} --out base.json  (then the trained policy, then prorl compare)")
     return result
 
 

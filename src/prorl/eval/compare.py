@@ -11,15 +11,16 @@ the output says so.
 Regimes, per task, with ``d = pass@K(FINAL) - pass@K(BASE)`` (thresholds are options and are written
 into the output):
 
-- **Diminish**: ``d < -diminish_drop`` and pass@1 rose: RL sharpened the model on what it already
-  solved and narrowed what it can solve at all.
-- **Decline**: ``d < -diminish_drop`` and pass@1 did not rise (the model got worse at both; not one of
-  the paper's regimes, kept apart so that Diminish means what the paper means).
-- **Plateau** (needs MID): otherwise, when ``pass@K(FINAL) - pass@K(MID) < plateau_gain``: the gains
-  stopped between the intermediate and the final checkpoint.
+- **Diminish**: ``d < min_gain`` and pass@1 rose: the boundary fell or stayed where it was (the
+  paper's "decreased or unchanged") while RL sharpened the model on what it already solved.
+- **Decline**: ``d < min_gain`` and pass@1 did not rise (no better at either; not one of the paper's
+  regimes, kept apart so that Diminish means what the paper means).
+- **Plateau** (needs MID): otherwise (the boundary widened), when
+  ``pass@K(FINAL) - pass@K(MID) < plateau_gain``: the gains stopped between the intermediate and the
+  final checkpoint.
 - **Sustained** (needs MID): otherwise: pass@K kept growing after MID.
-- **Undetermined**: no MID was given and the task is neither Diminish nor Decline; its gain is
-  still reported. Telling Plateau from Sustained needs a point in between.
+- **Undetermined**: no MID was given and the boundary widened; its gain is still reported. Telling
+  Plateau from Sustained needs a point in between.
 
 The correlation between the base model's pass@K and the gain ``d`` across tasks (the paper finds RL
 helps most where the base model is weakest) is reported as Pearson's r and Spearman's rho with
@@ -44,8 +45,9 @@ from prorl.errors import UserError
 
 DEFAULT_K = 128
 """The reasoning boundary of the paper: pass@128."""
-DIMINISH_DROP = 0.02
-"""pass@K must fall by more than this (absolute) for Diminish / Decline."""
+MIN_GAIN = 0.02
+"""pass@K must rise by at least this (absolute) over BASE for the boundary to count as widened;
+below it a task is Diminish or Decline."""
 PLATEAU_GAIN = 0.02
 """A pass@K gain from MID to FINAL below this (absolute) is a Plateau, at or above it Sustained."""
 
@@ -87,7 +89,7 @@ def reference_k(results: list[dict], tasks: list[str], want: int = DEFAULT_K) ->
 
 
 def classify(base_p1: float, base_pk: float, final_p1: float, final_pk: float, mid_pk: float | None = None, *,
-             diminish_drop: float = DIMINISH_DROP, plateau_gain: float = PLATEAU_GAIN) -> str:
+             min_gain: float = MIN_GAIN, plateau_gain: float = PLATEAU_GAIN) -> str:
     """The regime of one task (rules in the module docstring).
 
     >>> classify(0.2, 0.9, 0.5, 0.7)           # pass@1 up, pass@K down by 0.2
@@ -99,11 +101,12 @@ def classify(base_p1: float, base_pk: float, final_p1: float, final_pk: float, m
     >>> classify(0.2, 0.5, 0.4, 0.8)
     'Undetermined'
     """
-    if final_pk < base_pk - diminish_drop:
+    tie = 1e-9  # a difference equal to a threshold, up to rounding, counts as reaching it
+    if final_pk - base_pk < min_gain - tie:
         return "Diminish" if final_p1 > base_p1 else "Decline"
     if mid_pk is None:
         return "Undetermined"
-    return "Plateau" if final_pk - mid_pk < plateau_gain else "Sustained"
+    return "Plateau" if final_pk - mid_pk < plateau_gain - tie else "Sustained"
 
 
 def correlation(xs: list[float], ys: list[float]) -> dict:
@@ -135,7 +138,7 @@ def correlation(xs: list[float], ys: list[float]) -> dict:
 
 
 def compare_results(base: dict, final: dict, mid: dict | None = None, *, k: int = DEFAULT_K,
-                    diminish_drop: float = DIMINISH_DROP, plateau_gain: float = PLATEAU_GAIN) -> dict:
+                    min_gain: float = MIN_GAIN, plateau_gain: float = PLATEAU_GAIN) -> dict:
     """The analysis as a JSON-serialisable dict (no files): per-task values and regimes, correlation,
     boundary expansion, thresholds and notes. ``k`` is the wanted reference k (see :func:`reference_k`)."""
     files = [base, final] + ([mid] if mid is not None else [])
@@ -151,7 +154,7 @@ def compare_results(base: dict, final: dict, mid: dict | None = None, *, k: int 
         notes.append(note)
     if mid is None:
         notes.append(f"no MID given: Plateau and Sustained need an intermediate result; tasks whose pass@{k_ref} did "
-                     f"not fall by more than {diminish_drop} are 'Undetermined' (their gain is reported)")
+                     f"rise by at least {min_gain} are 'Undetermined' (their gain is reported)")
     K = str(k_ref)
     rows = {}
     for task in tasks:
@@ -166,7 +169,7 @@ def compare_results(base: dict, final: dict, mid: dict | None = None, *, k: int 
         row["gain@K"] = row["final_pass@K"] - row["base_pass@K"]
         row["gain@1"] = row["final_pass@1"] - row["base_pass@1"]
         row["regime"] = classify(row["base_pass@1"], row["base_pass@K"], row["final_pass@1"], row["final_pass@K"],
-                                 row["mid_pass@K"], diminish_drop=diminish_drop, plateau_gain=plateau_gain)
+                                 row["mid_pass@K"], min_gain=min_gain, plateau_gain=plateau_gain)
         rows[task] = row
     expansion = [t for t in tasks
                  if all(v == 0 for v in base["tasks"][t]["pass@k"].values())
@@ -177,10 +180,10 @@ def compare_results(base: dict, final: dict, mid: dict | None = None, *, k: int 
         counts[row["regime"]] = counts.get(row["regime"], 0) + 1
     return {
         "k": k_ref,
-        "thresholds": {"diminish_drop": diminish_drop, "plateau_gain": plateau_gain},
+        "thresholds": {"min_gain": min_gain, "plateau_gain": plateau_gain},
         "rules": {
-            "Diminish": f"pass@{k_ref} fell by more than {diminish_drop} and pass@1 rose",
-            "Decline": f"pass@{k_ref} fell by more than {diminish_drop} and pass@1 did not rise",
+            "Diminish": f"pass@{k_ref} rose by less than {min_gain} (or fell) and pass@1 rose",
+            "Decline": f"pass@{k_ref} rose by less than {min_gain} (or fell) and pass@1 did not rise",
             "Plateau": f"otherwise, pass@{k_ref}(FINAL) - pass@{k_ref}(MID) < {plateau_gain} (needs MID)",
             "Sustained": f"otherwise, pass@{k_ref}(FINAL) - pass@{k_ref}(MID) >= {plateau_gain} (needs MID)",
             "Undetermined": "otherwise, when no MID was given",
@@ -350,7 +353,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} td:first-child{{
 img{{margin:4px;border:1px solid #eee}}</style></head><body>
 <h1>Boundary analysis (pass@{K})</h1>
 <ul>{inputs}</ul>
-<h2>Regimes</h2><p>Thresholds: diminish_drop = {a['thresholds']['diminish_drop']},
+<h2>Regimes</h2><p>Thresholds: min_gain = {a['thresholds']['min_gain']},
 plateau_gain = {a['thresholds']['plateau_gain']} (absolute pass@{K}).</p><ul>{rules}</ul>
 <table><tr><th>task</th><th>domain</th><th>pass@1 base</th><th>mid</th><th>final</th><th>pass@{K} base</th>
 <th>mid</th><th>final</th><th>gain</th><th>regime</th></tr>{rows}</table>
@@ -372,8 +375,8 @@ def add_compare_arguments(parser) -> None:
                         help="BASE.json [MID.json] FINAL.json, written by `prorl eval`")
     parser.add_argument("--out", default="compare", help="output directory (default ./compare)")
     parser.add_argument("--k", type=int, default=DEFAULT_K, help=f"reference k of the boundary (default {DEFAULT_K})")
-    parser.add_argument("--diminish-drop", type=float, default=DIMINISH_DROP,
-                        help=f"pass@K drop that counts as Diminish (default {DIMINISH_DROP})")
+    parser.add_argument("--min-gain", type=float, default=MIN_GAIN,
+                        help=f"pass@K gain over BASE below which a task is Diminish/Decline (default {MIN_GAIN})")
     parser.add_argument("--plateau-gain", type=float, default=PLATEAU_GAIN,
                         help=f"pass@K gain from MID to FINAL below which a task is a Plateau (default {PLATEAU_GAIN})")
 
@@ -386,7 +389,7 @@ def main_compare(args) -> int:
     labels = ["base", "final"] if len(loaded) == 2 else ["base", "mid", "final"]
     by_label = dict(zip(labels, loaded))
     analysis = compare_results(by_label["base"], by_label["final"], by_label.get("mid"), k=args.k,
-                               diminish_drop=args.diminish_drop, plateau_gain=args.plateau_gain)
+                               min_gain=args.min_gain, plateau_gain=args.plateau_gain)
     page = write_compare(analysis, list(zip(labels, map(str, args.results), loaded)), args.out)
     print(format_table(analysis))
     print(f"wrote {page} and {page.parent / 'compare.json'}", file=sys.stderr)
