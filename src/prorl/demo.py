@@ -13,7 +13,8 @@
 
 Everything lands in ``OUT`` (default ``runs/demo``): ``base/`` (the random model), ``warm/`` (the
 warm-started model), ``run/`` (the ProRL run directory: config, metrics, events, checkpoints),
-``eval_warm.json``, ``eval_trained.json`` and ``demo_results.json``.
+``heldout.jsonl`` (the held-out problems, for ``prorl eval``), ``eval_warm.json``, ``eval_trained.json``
+and ``demo_results.json``.
 """
 
 from __future__ import annotations
