@@ -120,7 +120,7 @@ def test_dataset_dict_dir(tmp_path):
 
 
 def test_dataset_dir_written_by_datasets(tmp_path):
-    datasets = pytest.importorskip("datasets", reason="the 'datasets' package is not installed (test-only dependency)")
+    import datasets  # a test dependency (pyproject's "test" extra); imported here, it is slow to import
     rows = [ROWS[0], {"id": "m2", "domain": "math", "prompt": "2+2=", "answer": "4"}]
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
     datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "dd"))

@@ -178,8 +178,8 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: in
     print(f"\nreference resets: {len(resets)} at steps {[e['step'] for e in resets]}")
     print(f"wall time {wall / 60:.1f} min (warm-start {t_warm:.0f}s, ProRL {t_train:.0f}s); run directory {out / 'run'}")
     print(f"report: prorl report {out / 'run'}")
-    print(f"pass@k: prorl eval --model {out / 'warm'} --data {out / 'heldout.jsonl'} --n 64 --max-tokens "
-          f"{recipe['rollout']['max_new_tokens']} --out base.json  (then the trained policy, then prorl compare)")
+    print(f"pass@k: prorl eval --model {out / 'warm'} --data {out / 'heldout.jsonl'} --n 128 --max-tokens "
+          f"{recipe['rollout']['max_new_tokens']} --out base.json  (more in docs/demo.md)")
     return result
 
 
