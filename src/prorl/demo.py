@@ -82,10 +82,11 @@ def measure(model_dir: Path, problems, *, n: int, max_new_tokens: int, seed: int
                     max_new_tokens=max_new_tokens, pool=pool, seed=seed)
 
 
-def _table(rows: list[tuple[str, float, float]]) -> str:
-    lines = [f"{'task':<10} {'warm-start':>10} {'ProRL':>10} {'change':>8}", "-" * 41]
+def _table(rows: list[tuple[str, float, float]], counts: dict[str, int]) -> str:
+    lines = [f"{'task':<10} {'problems':>8} {'warm-start':>10} {'ProRL':>10} {'change':>8}", "-" * 50]
     for name, before, after in rows:
-        lines.append(f"{name:<10} {before:>10.3f} {after:>10.3f} {after - before:>+8.3f}")
+        count = counts.get(name, sum(counts[k] for k in TRAIN_KINDS))
+        lines.append(f"{name:<10} {count:>8} {before:>10.3f} {after:>10.3f} {after - before:>+8.3f}")
     return "\n".join(lines)
 
 
@@ -109,7 +110,7 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: in
     demo = recipe.pop("demo")  # warm-start and measurement settings, not trainer config
     if quick:
         recipe = quick_recipe(recipe)
-        demo = dict(demo, warm_steps=20, eval_problems=8, eval_n=2)
+        demo = dict(demo, warm_steps=80, eval_problems=8, eval_n=2)
 
     print(f"[1/5] creating a tiny {demo['model_size']} Qwen2 model and a character tokenizer in {out / 'base'}")
     tokenizer = build_char_tokenizer(out / "base")
@@ -118,7 +119,7 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: in
 
     print(f"[2/5] warm-start: {demo['warm_steps']} supervised steps on {', '.join(TRAIN_KINDS)}")
     t0 = time.perf_counter()
-    sft_problems = [p for k in TRAIN_KINDS for p in make_problems(k, 2000, seed=seed + 1)]
+    sft_problems = [p for k in TRAIN_KINDS for p in make_problems(k, 2000, seed=seed + 1, split="train")]
     losses = warm_start(model, tokenizer, sft_problems, steps=demo["warm_steps"], lr=demo["warm_lr"],
                         batch_size=demo["warm_batch_size"], seed=seed)
     model.save_pretrained(out / "warm")
@@ -126,11 +127,11 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: in
     t_warm = time.perf_counter() - t0
     print(f"      loss {losses[0]:.3f} -> {sum(losses[-10:]) / len(losses[-10:]):.3f} in {t_warm:.0f}s")
 
-    # Held-out problems: a seed the trainer never uses, excluding every training prompt it can draw.
-    train_prompts = {p.prompt for k in TRAIN_KINDS for p in make_problems(k, 5000, seed=seed)}
-    train_prompts |= {p.prompt for p in sft_problems}
+    # Held-out problems: distinct prompts of the held-out split, which neither warm-start nor RL draws
+    # from (the one-digit kinds have fewer than eval_problems of them; all are used).
     eval_problems = [p for k in TRAIN_KINDS + HARDER_KINDS
-                     for p in make_problems(k, demo["eval_problems"], seed=seed + 20_000, exclude=train_prompts)]
+                     for p in make_problems(k, demo["eval_problems"], seed=seed + 20_000, split="heldout", distinct=True)]
+    counts = {k: sum(p.metadata["task"] == k for p in eval_problems) for k in TRAIN_KINDS + HARDER_KINDS}
     with open(out / "heldout.jsonl", "w") as f:  # for `prorl eval --data`, the same problems as below
         f.writelines(json.dumps(p.to_dict()) + "\n" for p in eval_problems)
     eval_args = dict(n=demo["eval_n"], max_new_tokens=recipe["rollout"]["max_new_tokens"], seed=seed + 5)
@@ -167,14 +168,15 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: in
         "wall_time_s": round(wall, 1), "warm_start_s": round(t_warm, 1), "train_s": round(t_train, 1),
         "steps": cfg.train.steps, "resets": len(resets),
         "pass@1": {name: {"warm_start": b, "prorl": a} for name, b, a in rows},
-        "settings": {"eval_n": demo["eval_n"], "eval_problems_per_kind": demo["eval_problems"], "temperature": 0.6,
+        "settings": {"eval_n": demo["eval_n"], "eval_problems": counts, "temperature": 0.6,
                      "top_p": 0.95},
     }
     (out / "demo_results.json").write_text(json.dumps(result, indent=1))
     print()
-    print(f"pass@1 on held-out problems ({demo['eval_problems']} per kind, {demo['eval_n']} samples each, "
-          f"temperature 0.6); harder kinds were never trained on:")
-    print(_table(rows))
+    print(f"pass@1 on held-out problems ({demo['eval_n']} samples each, temperature 0.6), never seen in training; "
+          f"the harder kinds were never trained on at all:")
+    print(_table(rows, counts))
+    print(f"(trained: the mean of {', '.join(TRAIN_KINDS)})")
     print(f"\nreference resets: {len(resets)} at steps {[e['step'] for e in resets]}")
     print(f"wall time {wall / 60:.1f} min (warm-start {t_warm:.0f}s, ProRL {t_train:.0f}s); run directory {out / 'run'}")
     print(f"report: prorl report {out / 'run'}")

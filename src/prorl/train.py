@@ -92,10 +92,11 @@ def load_data(cfg: Config) -> tuple[list[Problem], list[Problem]]:
         from prorl.data.builtin import make_problems
 
         kinds = [k.strip() for k in cfg.data.builtin.split(",") if k.strip()]
-        train = [p for k in kinds for p in make_problems(k, 5000, seed=cfg.train.seed)]
-        seen = {p.prompt for p in train}
+        # Validation draws from the held-out split, which training never sees (see prorl.data.builtin).
+        train = [p for k in kinds for p in make_problems(k, 5000, seed=cfg.train.seed, split="train")]
         per_kind = max(1, cfg.data.val_size // len(kinds))
-        val = [p for k in kinds for p in make_problems(k, per_kind, seed=cfg.train.seed + 10_000, exclude=seen)]
+        val = [p for k in kinds
+               for p in make_problems(k, per_kind, seed=cfg.train.seed + 10_000, split="heldout", distinct=True)]
         return train, val
     if not cfg.data.train_files:
         raise UserError("no training data: set data.train_files (JSONL/Parquet/HF dataset dir) or data.builtin")

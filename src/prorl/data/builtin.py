@@ -3,6 +3,12 @@
 Answers use the math domain's format (``\\boxed{N}``) so the real math verifier scores them. The
 kinds form a ladder: a small model warm-started on the easy rungs can reach the next ones with RL.
 
+Held-out split: a fixed quarter of every kind's prompts (by a CRC-32 of the prompt text, so the same
+on every machine and run) is never used for training. ``split="train"`` draws only outside it,
+``split="heldout"`` only inside it. The one-digit kinds are small (``add`` has 100 prompts, 26
+held out; ``sub`` 55, 13 held out), so a held-out set of them is small too; draws without a split
+would cover a whole kind in a few hundred problems.
+
 >>> p = make_problems("add", 2, seed=0)[0]
 >>> p.domain, p.prompt.endswith("="), p.answer.isdigit()
 ('math', True, True)
@@ -11,8 +17,12 @@ kinds form a ladder: a small model warm-started on the easy rungs can reach the 
 from __future__ import annotations
 
 import random
+import zlib
 
 from prorl.data.schema import Problem
+
+HELDOUT_BUCKETS = 4
+"""One prompt in this many (by CRC-32) is held out."""
 
 # kind -> (description, operand generator). Operands are drawn uniformly from the given ranges.
 KINDS = {
@@ -49,19 +59,44 @@ def make_problem(kind: str, operands: list[int], index: int = 0) -> Problem:
     )
 
 
-def make_problems(kind: str, count: int, *, seed: int, exclude: set[str] | None = None) -> list[Problem]:
-    """``count`` problems of one kind, drawn with ``seed``; prompts in ``exclude`` are skipped when the
-    kind has enough distinct problems (held-out sets exclude the training prompts this way)."""
+def is_heldout(prompt: str) -> bool:
+    """True for the prompts of the held-out quarter.
+
+    >>> sum(is_heldout(f"{a}+{b}=") for a in range(10) for b in range(10))
+    26
+    """
+    return zlib.crc32(prompt.encode()) % HELDOUT_BUCKETS == 0
+
+
+def make_problems(kind: str, count: int, *, seed: int, split: str = "all", distinct: bool = False,
+                  exclude: set[str] | None = None) -> list[Problem]:
+    """``count`` problems of one kind, drawn with ``seed``.
+
+    split: "train" (never a held-out prompt), "heldout" (only held-out prompts) or "all".
+    distinct: no prompt twice; then fewer than ``count`` come back when the split has fewer.
+    exclude: prompts never to return.
+
+    >>> len(make_problems("sub", 50, seed=0, split="heldout", distinct=True))
+    13
+    >>> any(is_heldout(p.prompt) for p in make_problems("add", 500, seed=0, split="train"))
+    False
+    """
+    if split not in ("all", "train", "heldout"):
+        raise ValueError(f"split must be 'all', 'train' or 'heldout', got {split!r}")
     rng = random.Random(f"{kind}:{seed}")
-    exclude = exclude or set()
+    skip = set(exclude or ())
     out: list[Problem] = []
-    attempts = 0
-    while len(out) < count:
+    misses = 0
+    while len(out) < count and misses < 10_000:  # a run of 10,000 rejected draws: the split is used up
         problem = make_problem(kind, _operands(kind, rng), len(out))
-        attempts += 1
-        if problem.prompt in exclude and attempts < 50 * count:
+        wanted = split == "all" or is_heldout(problem.prompt) == (split == "heldout")
+        if not wanted or problem.prompt in skip:
+            misses += 1
             continue
+        misses = 0
         out.append(problem)
+        if distinct:
+            skip.add(problem.prompt)
     return out
 
 
