@@ -49,7 +49,8 @@ class DataConfig:
     weights: dict = _f({}, "Per-domain mixture weights, e.g. {math: 0.4, code: 0.2}; empty: proportional to size.")
     val_size: int = _f(64, "Validation problems used (the first N of the validation set).")
     val_fraction: float = _f(0.05, "Fraction of training problems held out when val_files is empty.")
-    builtin: str | None = _f(None, "Use built-in synthetic problems instead of files (e.g. 'arith'; demo and tests).")
+    builtin: str | None = _f(None, "Built-in arithmetic instead of files: kinds add,sub,add21,add3,add22 "
+                                   "(validation: their held-out split).")
 
 
 @dataclass(frozen=True)
