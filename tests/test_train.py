@@ -10,7 +10,8 @@ from prorl import algo
 from prorl.config import resolve_config
 from prorl.data.builtin import make_problems
 from prorl.demo import warm_start
-from prorl.policy import load_policy
+from prorl.errors import UserError
+from prorl.policy import load_policy, resolve_device
 from prorl.runlog import read_jsonl
 from prorl.tiny import build_char_tokenizer, build_tiny_model
 from prorl.train import batch_logprobs, collect_batch, make_optimizer, reset_reference, train, update_policy
@@ -186,3 +187,19 @@ def test_manual_reset_request_is_picked_up(warm_model, tmp_path):
     resets = [e for e in read_jsonl(run / "events.jsonl") if e["event"] == "reset"]
     assert [(e["step"], e["reason"]) for e in resets] == [(0, "manual")]
     assert not (run / "reset.request").exists()
+
+
+@pytest.mark.parametrize("name, message", [
+    ("tpu", "expected auto, cpu, cuda or cuda:N"),
+    ("nonsense", "expected auto, cpu, cuda or cuda:N"),
+])
+def test_a_device_that_is_not_a_device_is_a_clear_error(name, message):
+    with pytest.raises(UserError, match=message):
+        resolve_device(name)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_asking_for_cuda_without_it_is_a_clear_error():
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(UserError, match="CUDA is not available"):
+        resolve_device("cuda")

@@ -39,6 +39,8 @@ class ModelConfig:
     dtype: str = _f("float32", "Dtype of the trained weights and the reference (float32 keeps small lr updates exact).")
     chat_template: bool | None = _f(None, "Apply the tokenizer's chat template to prompts (None: when it has one).")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
+    device: str = _f("auto", "Where the policy, reference and generation copy live: auto (cuda when available), cpu, "
+                             "cuda or cuda:N.")
 
 
 @dataclass(frozen=True)

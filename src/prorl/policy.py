@@ -17,6 +17,27 @@ from prorl.errors import UserError
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
 
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> cuda when available, else cpu; a cuda device that is not there is a :class:`UserError`.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"model.device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"model.device {name!r}: CUDA is not available on this machine (use cpu or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"model.device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"model.device {name!r}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
 def load_policy(path: str | Path, *, dtype: str = "bfloat16", device: str = "cpu"):
     """Load ``(model, tokenizer)`` from a local directory (or a hub id where there is network).
 

@@ -37,7 +37,7 @@ from prorl.checkpoint import latest_checkpoint, load_trainer_state, load_weights
 from prorl.config import Config, dump_yaml, stage_configs
 from prorl.data.schema import Problem
 from prorl.errors import UserError
-from prorl.policy import DTYPES, encode_prompts, eos_token_ids, load_policy, sequence_logprobs
+from prorl.policy import DTYPES, encode_prompts, eos_token_ids, load_policy, resolve_device, sequence_logprobs
 from prorl.runlog import RunLog
 
 RESET_REQUEST = "reset.request"
@@ -123,9 +123,12 @@ def make_sampler(problems: list[Problem], cfg: Config):
 # ---------------------------------------------------------------- tensors
 
 
-def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
-    """A generator that depends only on (seed, step, salt): resumed runs replay the same draws."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step * 7_919 + salt) % (2**63))
+def step_generator(seed: int, step: int, salt: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator that depends only on (seed, step, salt): resumed runs replay the same draws.
+
+    Sampling needs it on the model's device; the same seed gives different draws on cpu and cuda.
+    """
+    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + step * 7_919 + salt) % (2**63))
 
 
 def assemble(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]], pad_id: int):
@@ -169,7 +172,7 @@ def trimmed(batch: Batch, rows: torch.Tensor):
 def logprobs_of(model, batch: Batch, rows: torch.Tensor, temperature: float, *, with_entropy=False, autocast=False):
     """Per-token log-probs (and entropy) of ``rows``, padded back to ``[b, T]``."""
     ids, am, rm, t = trimmed(batch, rows)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast and ids.device.type == "cpu"):
+    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
         lp, ent = sequence_logprobs(model, ids, am, t, temperature=temperature, with_entropy=with_entropy)
     pad = batch.num_response_tokens - t
     lp = torch.nn.functional.pad(lp, (0, pad))  # [b, T]
@@ -273,7 +276,7 @@ def rollout_metrics(all_pieces: list[dict], n: int) -> dict:
     rewards = torch.cat([p["rewards"] for p in all_pieces])
     problems = [q for p in all_pieces for q in p["problems"]]
     verdicts = [v for p in all_pieces for v in p["verdicts"]]
-    lengths = torch.cat([p["rollout"].response_mask.sum(-1) for p in all_pieces]).float()
+    lengths = torch.cat([p["rollout"].response_mask.sum(-1) for p in all_pieces]).float().cpu()
     finishes = [f for p in all_pieces for f in p["rollout"].finish_reasons]
     scores = torch.tensor([float(v.score) for v in verdicts])
     m["reward/mean"] = float(rewards.mean())
@@ -481,7 +484,8 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
     stages = stage_configs(cfg)
     total_steps = sum(s[1] for s in stages)
 
-    model, tokenizer = load_policy(ckpt / "policy" if ckpt else cfg.model.path, dtype=cfg.model.dtype)
+    device = resolve_device(cfg.model.device)
+    model, tokenizer = load_policy(ckpt / "policy" if ckpt else cfg.model.path, dtype=cfg.model.dtype, device=device)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     reference = copy.deepcopy(model).eval().requires_grad_(False) if cfg.algo.kl_beta > 0 else None
@@ -559,7 +563,7 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
                 request.unlink()
                 do_reset(step - 1, "manual")
 
-            generator = step_generator(cfg.train.seed, step)
+            generator = step_generator(cfg.train.seed, step, device=device)
             # ---- generate, score, keep groups with unequal scores
             batch, metrics = collect_batch(gen_model, tokenizer, sampler, stage_cfg, pool, generator)
             state.sampler = sampler.state_dict()
@@ -571,7 +575,7 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
                 bar.update(1)
                 continue
             # ---- advantages, then old and reference log-probs once per batch
-            advantages = compute_advantages(batch.rewards, stage_cfg.rollout.n, stage_cfg.algo.advantage)  # [B]
+            advantages = compute_advantages(batch.rewards, stage_cfg.rollout.n, stage_cfg.algo.advantage).to(device)  # [B]
             t0 = time.perf_counter()
             mb, temp, ac = stage_cfg.train.micro_batch_size, stage_cfg.rollout.temperature, stage_cfg.train.autocast_bf16
             old_logprobs = batch_logprobs(model, batch, mb, temp, ac)  # [B, T]
