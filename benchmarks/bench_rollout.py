@@ -2,8 +2,8 @@
 
 Usage (defaults: 128 sequences x 128 new tokens, tiny "2m" and "20m" models, bf16 and fp32, 5 rounds):
 
-    .venv/bin/python benchmarks/bench_rollout.py [--sizes 2m 20m] [--dtypes bfloat16 float32]
-        [--batch 128] [--new-tokens 128] [--rounds 5] [--threads N]
+    .venv/bin/python benchmarks/bench_rollout.py [--sizes 2m 20m 360m] [--dtypes bfloat16 float32]
+        [--batch 128] [--new-tokens 128] [--rounds 5] [--threads N] [--device cpu|cuda]
 
 Both engines sample (temperature 1.0, top_p 0.95, the same prompts, pad and EOS ids). By default
 (``--eos none``) the EOS id given to both is one outside the vocabulary, so no sequence stops early and
@@ -48,7 +48,8 @@ def run_ours(model, prompts, args, eos, pad, seed) -> int:
     """One call of our engine; returns the number of generated tokens."""
     out = generate(
         model, prompts, max_new_tokens=args.new_tokens, eos_token_ids=[eos], pad_token_id=pad,
-        temperature=args.temperature, top_p=args.top_p, generator=torch.Generator().manual_seed(seed),
+        temperature=args.temperature, top_p=args.top_p,
+        generator=torch.Generator(device=model.device).manual_seed(seed),
     )
     return out.num_tokens
 
@@ -61,6 +62,7 @@ def run_hf(model, prompts, args, eos, pad, seed) -> int:
     for i, p in enumerate(prompts):
         ids[i, width - len(p):] = torch.tensor(p)
         mask[i, width - len(p):] = 1
+    ids, mask = ids.to(model.device), mask.to(model.device)
     torch.manual_seed(seed)
     out = model.generate(
         input_ids=ids, attention_mask=mask, do_sample=True, temperature=args.temperature, top_p=args.top_p,
@@ -84,6 +86,7 @@ def main() -> None:
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--eos", choices=["none", "real"], default="none", help="see the module docstring")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (token counts are read back, which syncs)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,14 +99,15 @@ def main() -> None:
     pad = tokenizer.pad_token_id
     eos = tokenizer.eos_token_id if args.eos == "real" else len(tokenizer)  # len(tokenizer): never sampled
     prompts = make_prompts(tokenizer, args.batch, seed=0)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch} x "
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"cpu, {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, batch {args.batch} x "
           f"{args.new_tokens} new tokens, temperature {args.temperature}, top_p {args.top_p}, eos {args.eos}, "
           f"{args.rounds} rounds")
     rows = []
     for size in args.sizes:
         base = build_tiny_model(f"{tmp}/{size}", tokenizer, size=size)
         for dtype_name in args.dtypes:
-            model = base.to(DTYPES[dtype_name]).eval()
+            model = base.to(device=args.device, dtype=DTYPES[dtype_name]).eval()
             engines = {"ours": run_ours, "generate": run_hf}
             for name, fn in engines.items():  # warm-up: first calls allocate and pick kernels
                 fn(model, prompts, args, eos, pad, seed=123)
