@@ -4,6 +4,7 @@ Usage (defaults: 128 sequences x 128 new tokens, tiny "2m" and "20m" models, bf1
 
     .venv/bin/python benchmarks/bench_rollout.py [--sizes 2m 20m 360m] [--dtypes bfloat16 float32]
         [--batch 128] [--new-tokens 128] [--rounds 5] [--threads N] [--device cpu|cuda]
+        [--caches auto static dynamic] [--profile]
 
 Both engines sample (temperature 1.0, top_p 0.95, the same prompts, pad and EOS ids). By default
 (``--eos none``) the EOS id given to both is one outside the vocabulary, so no sequence stops early and
@@ -20,6 +21,7 @@ processes competing for the cores, though not immune (waiting threads may spin).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
 import time
@@ -44,14 +46,27 @@ def make_prompts(tokenizer, batch: int, seed: int) -> list[list[int]]:
     return prompts
 
 
-def run_ours(model, prompts, args, eos, pad, seed) -> int:
+def run_ours(model, prompts, args, eos, pad, seed, cache="auto") -> int:
     """One call of our engine; returns the number of generated tokens."""
     out = generate(
         model, prompts, max_new_tokens=args.new_tokens, eos_token_ids=[eos], pad_token_id=pad,
         temperature=args.temperature, top_p=args.top_p,
-        generator=torch.Generator(device=model.device).manual_seed(seed),
+        generator=torch.Generator(device=model.device).manual_seed(seed), cache=cache,
     )
     return out.num_tokens
+
+
+def profile(engines: dict, model, prompts, args, eos, pad, rows: int = 12) -> None:
+    """Print each engine's top operators by self CPU time over one call (torch.profiler)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if model.device.type == "cuda" else [])
+    for name, fn in engines.items():
+        with torch_profile(activities=activities) as prof:
+            fn(model, prompts, args, eos, pad, seed=7)
+        print(f"\n--- profile: {name}")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=48))
 
 
 def run_hf(model, prompts, args, eos, pad, seed) -> int:
@@ -87,6 +102,9 @@ def main() -> None:
     parser.add_argument("--eos", choices=["none", "real"], default="none", help="see the module docstring")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (token counts are read back, which syncs)")
+    parser.add_argument("--caches", nargs="+", default=["auto"], choices=["auto", "static", "dynamic"],
+                        help="KV caches of our engine to time (each is a row); default: auto")
+    parser.add_argument("--profile", action="store_true", help="after timing, profile one call of each engine")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,7 +126,9 @@ def main() -> None:
         base = build_tiny_model(f"{tmp}/{size}", tokenizer, size=size)
         for dtype_name in args.dtypes:
             model = base.to(device=args.device, dtype=DTYPES[dtype_name]).eval()
-            engines = {"ours": run_ours, "generate": run_hf}
+            engines = {("ours" if c == "auto" else f"ours[{c}]"): functools.partial(run_ours, cache=c)
+                       for c in args.caches}
+            engines["generate"] = run_hf
             for name, fn in engines.items():  # warm-up: first calls allocate and pick kernels
                 fn(model, prompts, args, eos, pad, seed=123)
             rates = {name: [] for name in engines}  # tokens per wall-clock second
@@ -119,11 +139,16 @@ def main() -> None:
                     n = fn(model, prompts, args, eos, pad, seed=r)
                     rates[name].append(n / (time.perf_counter() - t0))
                     cpu_rates[name].append(n / (time.process_time() - c0))
-            ours, hf = statistics.median(rates["ours"]), statistics.median(rates["generate"])
-            ours_cpu, hf_cpu = statistics.median(cpu_rates["ours"]), statistics.median(cpu_rates["generate"])
-            rows.append((size, dtype_name, ours, hf, ours_cpu, hf_cpu))
-            print(f"  {size} {dtype_name}: ours {[round(x) for x in rates['ours']]} "
-                  f"generate {[round(x) for x in rates['generate']]}", flush=True)
+            hf, hf_cpu = statistics.median(rates["generate"]), statistics.median(cpu_rates["generate"])
+            for name in engines:
+                if name != "generate":
+                    label = size if name == "ours" else f"{size} {name}"
+                    rows.append((label, dtype_name, statistics.median(rates[name]), hf,
+                                 statistics.median(cpu_rates[name]), hf_cpu))
+            print(f"  {size} {dtype_name}: " + " ".join(f"{name} {[round(x) for x in rates[name]]}" for name in engines),
+                  flush=True)
+            if args.profile:
+                profile(engines, model, prompts, args, eos, pad)
     print()
     print("| model | dtype | ours tok/s | generate tok/s | ratio | ours tok/CPU-s | generate tok/CPU-s | ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
