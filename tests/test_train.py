@@ -203,3 +203,16 @@ def test_asking_for_cuda_without_it_is_a_clear_error():
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(UserError, match="CUDA is not available"):
         resolve_device("cuda")
+
+
+def test_steps_skipped_for_equal_rewards_keep_the_reset_and_validation_schedule(warm_model, tmp_path):
+    # Every response is cut at one token and given reward 0: every group is equal, every step is skipped.
+    cfg = tiny_config(warm_model, tmp_path / "run", "reset.every=2", "rollout.max_new_tokens=1",
+                      "reward.truncated_reward=0")
+    train(cfg)
+    events = read_jsonl(tmp_path / "run" / "events.jsonl")
+    assert [e["step"] for e in events if e["event"] == "skip"] == [1, 2, 3, 4]
+    assert [e["step"] for e in events if e["event"] == "reset"] == [2]
+    assert [e["step"] for e in events if e["event"] == "validation"] == [0, 2, 4]
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert "val/pass@1/math" in metrics[2] and metrics[3]["reset/count"] == 1

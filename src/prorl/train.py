@@ -530,6 +530,31 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
         if (every > 0 and step % every == 0) or step == total_steps:
             do_checkpoint(step)
 
+    def maybe_reset_and_validate(step: int, metrics: dict) -> None:
+        """Scheduled or KL-triggered reset, then validation when due; adds to ``metrics``.
+
+        Also runs on a step skipped for equal rewards, so the schedule does not slip.
+        """
+        rc = stage_cfg.reset
+        if rc.every > 0 and step - state.last_reset_step >= rc.every and step < total_steps:
+            do_reset(step, "schedule")
+        elif rc.kl_threshold > 0 and metrics.get("actor/kl", 0.0) > rc.kl_threshold:
+            do_reset(step, f"kl {metrics['actor/kl']:.4g} > {rc.kl_threshold}")
+        vc = stage_cfg.validation
+        if vc.every > 0 and val_problems and (step % vc.every == 0 or step == total_steps):
+            t0 = time.perf_counter()
+            val_metrics, result = validate(gen_model, tokenizer, val_problems, stage_cfg, pool, step)
+            metrics |= val_metrics
+            metrics["time/validation"] = time.perf_counter() - t0
+            log.event(step, "validation", results={k: v for k, v in result.items() if k != "problems"})
+            score = val_metrics["val/pass@1/mean"]
+            if state.best_val is None or score > state.best_val:
+                state.best_val, state.val_since_best = score, 0
+            else:
+                state.val_since_best += 1
+            if rc.val_patience > 0 and state.val_since_best >= rc.val_patience and step < total_steps:
+                do_reset(step, f"validation plateau ({state.val_since_best} validations without improvement)")
+
     sandbox_metrics = sandbox_status(train_problems, log, state.step)
     pool = ScoringPool(cfg.reward.workers, timeout_s=cfg.reward.timeout_s)
     bar = tqdm(total=total_steps, initial=state.step, disable=not cfg.log.progress, desc="prorl", dynamic_ncols=True)
@@ -570,7 +595,9 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
             if batch is None:
                 log.event(step, "skip", reason="every group had equal scores", gen_batches=metrics["batch/gen_batches"])
                 state.step = step
-                log.metrics(step, metrics | {"stage": stage_idx, "time/step": time.perf_counter() - t_step})
+                maybe_reset_and_validate(step, metrics)
+                log.metrics(step, metrics | {"stage": stage_idx, "reset/count": state.resets,
+                                             "time/step": time.perf_counter() - t_step})
                 maybe_checkpoint(step)
                 bar.update(1)
                 continue
@@ -593,27 +620,8 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
             if skipped:
                 log.event(step, "skip", reason="non-finite loss or gradient", updates_skipped=skipped)
             state.step = step
-            # ---- maybe reset the reference
-            rc = stage_cfg.reset
-            if rc.every > 0 and step - state.last_reset_step >= rc.every and step < total_steps:
-                do_reset(step, "schedule")
-            elif rc.kl_threshold > 0 and metrics["actor/kl"] > rc.kl_threshold:
-                do_reset(step, f"kl {metrics['actor/kl']:.4g} > {rc.kl_threshold}")
-            # ---- maybe validate
-            vc = stage_cfg.validation
-            if vc.every > 0 and val_problems and (step % vc.every == 0 or step == total_steps):
-                t0 = time.perf_counter()
-                val_metrics, result = validate(gen_model, tokenizer, val_problems, stage_cfg, pool, step)
-                metrics |= val_metrics
-                metrics["time/validation"] = time.perf_counter() - t0
-                log.event(step, "validation", results={k: v for k, v in result.items() if k != "problems"})
-                score = val_metrics["val/pass@1/mean"]
-                if state.best_val is None or score > state.best_val:
-                    state.best_val, state.val_since_best = score, 0
-                else:
-                    state.val_since_best += 1
-                if rc.val_patience > 0 and state.val_since_best >= rc.val_patience and step < total_steps:
-                    do_reset(step, f"validation plateau ({state.val_since_best} validations without improvement)")
+            # ---- maybe reset the reference, maybe validate
+            maybe_reset_and_validate(step, metrics)
             # ---- log, then maybe checkpoint (the checkpoint holds the state after this step's log line)
             if stage_cfg.log.rollouts_every > 0 and step % stage_cfg.log.rollouts_every == 0:
                 write_rollouts(run_dir, step, batch, stage_cfg.log.rollouts_per_step)
