@@ -85,7 +85,7 @@ def measure(model_dir: Path, problems, *, n: int, max_new_tokens: int, seed: int
 def _table(rows: list[tuple[str, float, float]], counts: dict[str, int]) -> str:
     lines = [f"{'task':<10} {'problems':>8} {'warm-start':>10} {'ProRL':>10} {'change':>8}", "-" * 50]
     for name, before, after in rows:
-        count = counts.get(name, sum(counts[k] for k in TRAIN_KINDS))
+        count = counts[name]
         lines.append(f"{name:<10} {count:>8} {before:>10.3f} {after:>10.3f} {after - before:>+8.3f}")
     return "\n".join(lines)
 
@@ -175,7 +175,7 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: in
     print()
     print(f"pass@1 on held-out problems ({demo['eval_n']} samples each, temperature 0.6), never seen in training; "
           f"the harder kinds were never trained on at all:")
-    print(_table(rows, counts))
+    print(_table(rows, counts | {"trained": sum(counts[k] for k in TRAIN_KINDS)}))
     print(f"(trained: the mean of {', '.join(TRAIN_KINDS)})")
     print(f"\nreference resets: {len(resets)} at steps {[e['step'] for e in resets]}")
     print(f"wall time {wall / 60:.1f} min (warm-start {t_warm:.0f}s, ProRL {t_train:.0f}s); run directory {out / 'run'}")

@@ -17,8 +17,9 @@ from prorl.errors import UserError
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu; a cuda device that is not there is a :class:`UserError`.
+def resolve_device(name: str, *, setting: str = "model.device") -> torch.device:
+    """``"auto"`` -> cuda when available, else cpu; a cuda device that is not there is a :class:`UserError`
+    naming ``setting`` (the config key or command-line flag the value came from).
 
     >>> resolve_device("cpu")
     device(type='cpu')
@@ -28,13 +29,13 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"model.device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"{setting} {name!r}: expected auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"model.device {name!r}: CUDA is not available on this machine (use cpu or auto)")
+        raise UserError(f"{setting} {name!r}: CUDA is not available on this machine (use cpu or auto)")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"model.device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"model.device {name!r}: expected auto, cpu, cuda or cuda:N")
+        raise UserError(f"{setting} {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

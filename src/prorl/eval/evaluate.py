@@ -334,7 +334,7 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
     parser.add_argument("--dtype", default="bfloat16", help="model dtype: bfloat16, float16 or float32")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto: cuda when available)")
     parser.add_argument("--chat-template", choices=["auto", "on", "off"], default="auto",
                         help="apply the tokenizer's chat template (auto: when it has one)")
     parser.add_argument("--workers", type=int, default=2, help="verifier worker processes (default 2)")
@@ -378,9 +378,9 @@ def main_eval(args) -> int:
     records = [r for rs in done.values() for r in rs]
     num_chunks = math.ceil(len(problems) / problems_per_chunk(args.n, args.batch_size))
     if len(done) < num_chunks:
-        from prorl.policy import load_policy
+        from prorl.policy import load_policy, resolve_device
 
-        device = args.device or _default_device()
+        device = resolve_device(args.device or "auto", setting="--device")
         model, tokenizer = load_policy(args.model, dtype=args.dtype, device=device)
         with make_pool(args.workers, args.verifier_timeout) as pool, \
                 _progress_bar(len(problems), not args.no_progress) as bar:
@@ -402,12 +402,6 @@ def main_eval(args) -> int:
     print(format_summary(result))
     print(f"wrote {out}")
     return 0
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def format_summary(result: dict) -> str:
