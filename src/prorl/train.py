@@ -258,14 +258,15 @@ def collect_batch(gen_model, tokenizer, sampler, cfg: Config, pool, generator) -
         kept_parts.append((r.prompt_ids[rows], r.prompt_mask[rows], r.response_ids[rows], r.response_mask[rows], r.logprobs[rows]))
     input_ids, attention_mask, response_mask, sample_lps = assemble(kept_parts, tokenizer.pad_token_id)
 
-    def gather(key):
-        return [all_pieces[b][key][i] for b, g in kept_idx for i in range(g * n, (g + 1) * n)]
+    def gather(get):
+        """The kept groups' rows of one per-sample sequence (``get`` picks it from a piece), in batch order."""
+        return [x for b, g in kept_idx for x in get(all_pieces[b])[g * n:(g + 1) * n]]
 
     batch = Batch(
-        problems=gather("problems"), input_ids=input_ids, attention_mask=attention_mask, response_mask=response_mask,
-        rewards=torch.tensor([float(all_pieces[b]["rewards"][i]) for b, g in kept_idx for i in range(g * n, (g + 1) * n)]),
-        sample_logprobs=sample_lps, responses=gather("texts"), reasons=[v.reason for v in gather("verdicts")],
-        finish_reasons=[all_pieces[b]["rollout"].finish_reasons[i] for b, g in kept_idx for i in range(g * n, (g + 1) * n)],
+        problems=gather(lambda p: p["problems"]), input_ids=input_ids, attention_mask=attention_mask,
+        response_mask=response_mask, rewards=torch.stack(gather(lambda p: p["rewards"])), sample_logprobs=sample_lps,
+        responses=gather(lambda p: p["texts"]), reasons=[v.reason for v in gather(lambda p: p["verdicts"])],
+        finish_reasons=gather(lambda p: p["rollout"].finish_reasons),
     )
     return batch, metrics
 
