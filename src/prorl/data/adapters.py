@@ -19,7 +19,6 @@ Plain Python: this module never imports torch.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Callable
 
 from prorl.data.schema import DOMAINS, Problem
@@ -104,28 +103,6 @@ def _chat_text(value: Any, field: str) -> tuple[str, str | None]:
     if not user:
         raise FieldError(field, "expected at least one non-system message")
     return "\n\n".join(user), ("\n\n".join(system) or None)
-
-
-_BOXED = re.compile(r"\\boxed\s*\{")
-
-
-def last_boxed(text: str) -> str | None:
-    r"""The content of the last ``\boxed{...}`` in ``text`` (braces balanced), or None.
-
-    >>> last_boxed(r"so $x = \boxed{\frac{1}{2}}$ and \boxed{3}")
-    '3'
-    >>> last_boxed(r"\boxed{\frac{1}{2}}") , last_boxed("no box") , last_boxed(r"\boxed{open")
-    ('\\frac{1}{2}', None, None)
-    """
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    if not starts:
-        return None
-    depth, start = 1, starts[-1]
-    for i in range(start, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[start:i].strip()
-    return None
 
 
 # ---------------------------------------------------------------------- our own schema
@@ -273,8 +250,12 @@ def from_scp(row: dict, *, default_id: str) -> Problem:
     if key is not None:
         answer = _text(row, key)
     else:
+        # The math verifier's own reading of \boxed{}; imported here, as prorl.verifiers imports prorl.data.
+        from prorl.verifiers.math import last_boxed
+
         solution = row.get("matched_solution")
-        answer = last_boxed(solution) if isinstance(solution, str) else None
+        boxed = last_boxed(solution) if isinstance(solution, str) else None
+        answer = boxed.strip() if boxed else None
         if not answer:
             raise FieldError("extracted_answer", "expected an answer field (extracted_answer, answer or "
                              "final_answer) or a \\boxed{} answer in 'matched_solution'")
