@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from prorl.data.schema import Problem
 from prorl.verifiers import code, sandbox
+from prorl.verifiers.sandbox import cgroup, command, probe
 
 PROBLEM = Problem(
     id="bench-add",
@@ -107,9 +108,9 @@ def check_problem() -> None:
 
 
 def cgroup_cycle() -> None:
-    setup = sandbox._get_setup()
+    setup = probe._get_setup()
     if setup.cgroup is not None:
-        sandbox._RunCgroup(setup.cgroup, 1024, 66).remove()
+        cgroup._RunCgroup(setup.cgroup, 1024, 66).remove()
 
 
 def main() -> None:
@@ -135,8 +136,8 @@ def main() -> None:
             problem_cpu = cpu_ms_per_call(meter, check_problem, 50)
             parts = {
                 "sandbox.run(['/bin/true'])": lambda: sandbox.run(["/bin/true"]),
-                "python -I -c pass, no sandbox": lambda: subprocess.run([*sandbox._python_argv(False), "-c", "pass"]),
-                "python -I -S -c pass, no sandbox": lambda: subprocess.run([*sandbox._python_argv(False), "-S", "-c", "pass"]),
+                "python -I -c pass, no sandbox": lambda: subprocess.run([*command._python_argv(False), "-c", "pass"]),
+                "python -I -S -c pass, no sandbox": lambda: subprocess.run([*command._python_argv(False), "-S", "-c", "pass"]),
             }  # fmt: skip
             part_cpu = {name: cpu_ms_per_call(meter, fn, 50) for name, fn in parts.items()}
         finally:
@@ -145,8 +146,8 @@ def main() -> None:
         print(f"CPU per 3-test problem:    {problem_cpu:.1f} ms -> at most {2000 / problem_cpu:.0f}/s on 2 idle cores")
         for name, ms in part_cpu.items():
             print(f"  CPU {name:34s} {ms:6.1f} ms")
-    base_python = sandbox._python_argv(False)
-    setup = sandbox._get_setup()
+    base_python = command._python_argv(False)
+    setup = probe._get_setup()
     print("where one sequential run spends its time (median ms):")
     print(f"  python -I -c pass, no sandbox     {median_ms(lambda: subprocess.run([*base_python, '-c', 'pass'])):6.1f}")
     print(f"  cgroup create + remove            {median_ms(cgroup_cycle):6.2f}")

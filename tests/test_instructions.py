@@ -5,6 +5,7 @@ Every expected value is worked out by hand; the comment on a case says why when 
 
 import pytest
 
+import prorl.verifiers
 from prorl.data.schema import Problem
 from prorl.errors import DataError
 from prorl.verifiers.instructions import (
@@ -13,7 +14,6 @@ from prorl.verifiers.instructions import (
     count_words,
     detect_language,
     divider_paragraphs,
-    final_answer,
     score,
     split_sentences,
     validate_metadata,
@@ -215,21 +215,6 @@ def test_divider_paragraphs_ignores_inline_asterisks():
     assert divider_paragraphs("a *** b\n***bold***") == ["a *** b\n***bold***"]
 
 
-@pytest.mark.parametrize(
-    "response,expected",
-    [
-        ("plain", "plain"),
-        ("<think>a</think>b", "b"),
-        ("<think>a</think>b</think>c", "c"),  # the LAST </think>
-        ("</think>after a template-opened think", "after a template-opened think"),
-        ("<think>a</think>b<think>c", None),  # reopened and never closed
-        ("<think>never closed", None),
-    ],
-)
-def test_final_answer(response, expected):
-    assert final_answer(response) == expected
-
-
 # ------------------------------------------------------------------ score
 
 def problem(ids, kwargs=None, prompt="Do the thing.", **extra):
@@ -262,7 +247,9 @@ THREE = problem(
     ],
 )
 def test_score_table(response, loose, expected_score, expected_reason):
-    verdict = score(THREE, response, loose=loose)
+    # Strict rows go through prorl.verifiers.score, which cuts the think block off (prorl.text.answer_region)
+    # before this verifier sees the answer; loose mode exists only on the module's own score.
+    verdict = score(THREE, response, loose=True) if loose else prorl.verifiers.score(THREE, response)
     assert verdict.status == "ok"
     assert verdict.score == pytest.approx(expected_score, rel=1e-12)
     if expected_reason is not None:

@@ -35,6 +35,14 @@ def misbehaving(problem: Problem, response: str) -> Verdict:
     return Verdict(float(response == problem.answer), f"pid {os.getpid()}")
 
 
+def sandbox_etc_dir(problem: Problem, response: str) -> Verdict:
+    """A verifier that probes the sandbox in its worker; the reason is the synthetic /etc it made ("" without bwrap)."""
+    from prorl.verifiers.sandbox import probe
+
+    mounts = probe._get_setup().mounts
+    return Verdict(0.0, mounts[mounts.index("/etc") - 1] if "/etc" in mounts else "")
+
+
 def make(domain: str, answer: str, i: int = 0) -> Problem:
     return Problem(id=f"{domain}-{i}", domain=domain, prompt="?", answer=answer)
 
@@ -110,6 +118,18 @@ def test_real_verifiers_through_workers():
         verdicts = p.score_batch(problems, ["\\boxed{0.5}", "The answer is (C).", "ode"])
     assert [v.score for v in verdicts] == [1.0, 1.0, 0.0]
     assert verdicts[2].status == "error" and "no verifier for 'poetry'" in verdicts[2].reason
+
+
+def test_a_worker_removes_the_sandboxs_etc_directory_when_it_stops():
+    # Workers leave through os._exit, which skips atexit handlers: the directory must go with
+    # multiprocessing's own exit hook, or every worker restart leaves one behind in /tmp.
+    with ScoringPool(1, score_fn="test_pool:sandbox_etc_dir") as p:
+        [verdict] = p.score_batch([make("code", "x")], ["x"])
+        path = verdict.reason
+        if not path:
+            pytest.skip("no bwrap here: the sandbox makes no /etc directory")
+        assert os.path.isdir(path)
+    assert not os.path.exists(path)
 
 
 @pytest.mark.parametrize("kwargs, message", [

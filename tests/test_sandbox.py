@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from prorl.verifiers import sandbox
+from prorl.verifiers.sandbox import cgroup, probe
 
 ISOLATION = sandbox.isolation()
 needs_bwrap = pytest.mark.skipif(not ISOLATION.startswith("bwrap"), reason=f"no namespaces here ({ISOLATION})")
@@ -96,7 +97,7 @@ def test_concurrent_runs_do_not_mix_and_leave_no_cgroups():
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda k: sandbox.run_python(f"print({k} * 2)"), range(12)))
     assert [r.stdout for r in results] == [f"{k * 2}\n".encode() for k in range(12)]
-    setup = sandbox._get_setup()
+    setup = probe._get_setup()
     if setup.cgroup is not None:
         for parent in {setup.cgroup.memory_parent, setup.cgroup.pids_parent}:
             assert not [n for n in os.listdir(parent) if n.startswith(f"prorl-sandbox-{os.getpid()}-")]
@@ -369,9 +370,9 @@ def test_sandbox_dies_with_the_trainer():
         time.sleep(0.01)
     assert processes_with(marker) == []
     # The dead trainer's cgroup is cleaned up by the next process that probes (here: this one, by hand).
-    setup = sandbox._get_setup()
+    setup = probe._get_setup()
     if setup.cgroup is not None:
-        removed = sandbox._remove_stale_cgroups(setup.cgroup)
+        removed = cgroup._remove_stale_cgroups(setup.cgroup)
         assert removed and all(f"-{trainer.pid}-" in path for path in removed)
 
 
@@ -401,10 +402,10 @@ def test_100mb_of_output_is_truncated_at_the_cap_quickly():
 
 
 def test_fallback_is_announced_and_still_enforces_the_deadline(monkeypatch):
-    drop = sandbox._can_drop_uid()
-    weak = sandbox._Setup("rlimit-only", None, None, (), "bubblewrap not found (forced by a test)", drop)
-    monkeypatch.setattr(sandbox, "_probe", lambda: weak)
-    monkeypatch.setattr(sandbox, "_setup", None)
+    drop = probe._can_drop_uid()
+    weak = probe._Setup("rlimit-only", None, None, (), "bubblewrap not found (forced by a test)", drop)
+    monkeypatch.setattr(probe, "_probe", lambda: weak)
+    monkeypatch.setattr(probe, "_setup", None)
     with pytest.warns(RuntimeWarning, match="rlimit-only"):
         assert sandbox.isolation() == "rlimit-only"
     r = sandbox.run_python("import time; print('hi', flush=True); time.sleep(100)", timeout_s=1.0)

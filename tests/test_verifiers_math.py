@@ -1,4 +1,8 @@
-"""Table tests of prorl.verifiers.math and the dispatch in prorl.verifiers: right, wrong, unparseable, adversarial."""
+"""Table tests of prorl.verifiers.math and the dispatch in prorl.verifiers: right, wrong, unparseable, adversarial.
+
+The cases go through the dispatch (prorl.verifiers.score), which cuts the answer region first; reading
+``\\boxed{}`` itself is tested with prorl.text in tests/test_text.py.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ CASES = [
     ("42", "<think>\\boxed{42}</think> I give up.", 0.0, "no \\boxed{} answer"),
     ("42", "<think>\\boxed{41}</think>\\boxed{42}", 1.0, "correct"),
     ("42", "<think>a</think><think>b</think>\\boxed{42}", 1.0, "correct"),
+    ("42", "<think>\\boxed{42}", 0.0, "unterminated think"),  # reasoning that never ends has no answer
     # no box, empty box, unclosed box, garbage
     ("42", "The answer is 42.", 0.0, "no \\boxed{} answer"),
     ("42", "\\boxed{}", 0.0, "unparseable answer"),
@@ -51,19 +56,6 @@ CASES = [
 def test_math_cases(answer, response, expected_score, reason):
     verdict = score(problem(answer), response)
     assert verdict == Verdict(expected_score, reason), verdict
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("\\boxed{a}", "a"),
-    ("\\boxed{a} \\boxed{b}", "b"),
-    ("\\boxed{\\frac{1}{\\sqrt{2}}}", "\\frac{1}{\\sqrt{2}}"),
-    ("\\fbox{a} \\boxed{b} \\fbox{c}", "c"),
-    ("\\boxed{b} \\boxed{unclosed", "b"),
-    ("no box", None),
-    ("\\boxed", None),
-])
-def test_last_boxed(text, expected):
-    assert math_verifier.last_boxed(text) == expected
 
 
 def test_a_long_adversarial_answer_is_scored_wrong_not_fatal():

@@ -1,12 +1,15 @@
-"""Table tests of prorl.verifiers.stem: option letters, several options, numbers within tolerance."""
+"""Table tests of prorl.verifiers.stem: option letters, several options, numbers within tolerance.
+
+The tables go through the dispatch (prorl.verifiers.score), which cuts the answer region first.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from prorl.data.schema import Problem
-from prorl.verifiers import Verdict, safe_score
-from prorl.verifiers.stem import DEFAULT_REL_TOL, leading_options, numbers_in, score
+from prorl.verifiers import Verdict, safe_score, score
+from prorl.verifiers.stem import DEFAULT_REL_TOL, leading_options, numbers_in
 
 
 def problem(answer: str, **metadata) -> Problem:
@@ -32,6 +35,7 @@ CHOICE_CASES = [
     ("B", "Answer: B. Wait, no. Answer: C", 0.0, "wrong: got C"),
     ("B", "Answer: C\n\\boxed{B}", 1.0, "correct"),  # a box beats a phrase
     ("B", "<think>Answer: B</think>Answer: D", 0.0, "wrong: got D"),
+    ("B", "<think>Answer: B", 0.0, "unterminated think"),
     # several options never earn the reward
     ("B", "\\boxed{A, B}", 0.0, "several options"),
     ("B", "\\boxed{B,C}", 0.0, "several options"),

@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+from prorl.data.reasoning_gym import LOGIC_INSTRUCTION
 from prorl.data.schema import DOMAINS, Problem
+from prorl.text import last_boxed
 
 MATH_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
 """Appended to math prompts from sources that carry no instruction: the math verifier reads \\boxed{}."""
@@ -29,8 +31,6 @@ STEM_INSTRUCTION = "Put the final answer within \\boxed{}."
 """Appended to open-answer STEM prompts."""
 CHOICE_INSTRUCTION = "Answer with the letter of the correct option within \\boxed{}."
 """Appended to multiple-choice STEM prompts, after the lettered options."""
-LOGIC_INSTRUCTION = "Give your final answer inside <answer></answer> tags."
-"""Appended to Reasoning Gym questions: the logic verifier reads the text inside <answer></answer>."""
 
 
 class FieldError(ValueError):
@@ -250,10 +250,7 @@ def from_scp(row: dict, *, default_id: str) -> Problem:
     if key is not None:
         answer = _text(row, key)
     else:
-        # The math verifier's own reading of \boxed{}; imported here, as prorl.verifiers imports prorl.data.
-        from prorl.verifiers.math import last_boxed
-
-        solution = row.get("matched_solution")
+        solution = row.get("matched_solution")  # read as the math and STEM verifiers read \boxed{}
         boxed = last_boxed(solution) if isinstance(solution, str) else None
         answer = boxed.strip() if boxed else None
         if not answer:
@@ -291,8 +288,9 @@ def from_reasoning_gym(row: dict, *, default_id: str) -> Problem:
 
     The whole entry is stored as ``metadata["entry"]`` and ``metadata["task"]`` is its
     ``source_dataset``: the logic verifier rebuilds the task's scorer from these. The prompt is the
-    question followed by :data:`LOGIC_INSTRUCTION`. ``answer`` may be None (some tasks accept many
-    answers and score with the entry alone). The id is ``<task>-<source_index>`` when the index is present.
+    question followed by :data:`prorl.data.reasoning_gym.LOGIC_INSTRUCTION`, as for generated
+    problems. ``answer`` may be None (some tasks accept many answers and score with the entry alone).
+    The id is ``<task>-<source_index>`` when the index is present.
 
     >>> entry = {"question": "Calculate 5 - 3 - 6.", "answer": "-4",
     ...          "metadata": {"source_dataset": "basic_arithmetic", "source_index": 0, "expression": "5 - 3 - 6"}}

@@ -4,11 +4,22 @@ The domain stored on each problem picks its verifier, through the one table :dat
 (domain -> module). Modules are imported on first use, so ``import prorl.verifiers`` stays light:
 math_verify, reasoning_gym and the sandbox load only when a problem of their domain is scored.
 
+One answer-region rule for every domain, applied here before the domain's verifier is called
+(:func:`prorl.text.answer_region`): the verifier sees only the text after the last ``</think>``,
+or the whole response when it has no think tag; a response whose ``<think>`` is never closed
+scores ``Verdict(0.0, "unterminated think")`` and its verifier is not called. A domain module's
+own ``score`` grades the text it is given as it is.
+
 Plain Python: nothing here imports torch.
 
 >>> from prorl.data.schema import Problem
->>> score(Problem(id="m", domain="math", prompt="1+1=", answer="2"), "so \\\\boxed{2}")
+>>> p = Problem(id="m", domain="math", prompt="1+1=", answer="2")
+>>> score(p, "so \\\\boxed{2}")
 Verdict(score=1.0, reason='correct', status='ok')
+>>> score(p, "<think>\\\\boxed{2}</think> no idea").reason
+'no \\\\boxed{} answer'
+>>> score(p, "<think>so \\\\boxed{2}")
+Verdict(score=0.0, reason='unterminated think', status='ok')
 >>> safe_score(Problem(id="x", domain="poetry", prompt="?"), "ode").status
 'error'
 """
@@ -19,6 +30,7 @@ import importlib
 
 from prorl.data.schema import Problem
 from prorl.errors import DataError
+from prorl.text import answer_region
 from prorl.verifiers.verdict import Verdict
 
 __all__ = ["VERIFIERS", "Verdict", "error_verdict", "safe_score", "score"]
@@ -36,6 +48,10 @@ VERIFIERS = {
 def score(problem: Problem, response: str) -> Verdict:
     """Score one response with the verifier of ``problem.domain``; score in [0, 1].
 
+    The verifier is given :func:`prorl.text.answer_region` of ``response``; when that is None
+    (a ``<think>`` never closed) the result is ``Verdict(0.0, "unterminated think")`` without
+    calling the verifier, so nothing about the problem's data is checked then.
+
     Raises :class:`prorl.errors.DataError` for a domain not in :data:`VERIFIERS`, ``ValueError``
     when a verifier returns a score outside [0, 1] (or NaN), and whatever the verifier raises.
     Use :func:`safe_score` (or the pool) where a failure must cost one sample only.
@@ -44,7 +60,10 @@ def score(problem: Problem, response: str) -> Verdict:
     if module_name is None:
         raise DataError(f"problem {problem.id!r}: field 'domain': no verifier for {problem.domain!r}; "
                         f"expected one of {', '.join(VERIFIERS)}")
-    verdict = importlib.import_module(module_name).score(problem, response)
+    region = answer_region(response)
+    if region is None:
+        return Verdict(0.0, "unterminated think", "ok")
+    verdict = importlib.import_module(module_name).score(problem, region)
     if not isinstance(verdict, Verdict):
         raise TypeError(f"{module_name}.score returned {type(verdict).__name__}, expected Verdict")
     if not (0.0 <= verdict.score <= 1.0):  # NaN fails this comparison too

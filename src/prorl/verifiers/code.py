@@ -44,8 +44,9 @@ Comparison (call mode): the return value goes through JSON (tuples become lists,
 values are equal when of the same shape with equal leaves, floats within the same tolerance.
 
 Known limits: only Python is run (a block tagged with another language is ignored); special judges
-(several right answers) are not supported; the last fenced block is taken from the whole response,
-reasoning included.
+(several right answers) are not supported. The last fenced block is taken from the response as given:
+through :func:`prorl.verifiers.score` that is the text after the last ``</think>``
+(:func:`prorl.text.answer_region`), so a block written only inside the reasoning is not run.
 
 >>> from prorl.data.schema import Problem
 >>> p = Problem("add", "code", "Add two numbers.", tests={"inputs": ["1 2\\n", "5 5\\n"], "outputs": ["3\\n", "10\\n"]})

@@ -9,15 +9,18 @@ listed instructions the response follows, so it is continuous in [0, 1]:
 >>> p = Problem("ex", "instruction", "Write a haiku. No commas. End with 'Bye.'",
 ...             metadata={"instruction_ids": ["punctuation:no_comma", "startend:end_checker"],
 ...                       "kwargs": [{}, {"end_phrase": "Bye."}]})
->>> score(p, "<think>ok, so</think>Quiet pond at dusk\\nA frog leaps in and is gone\\nBye.")
+>>> import prorl.verifiers  # cuts the think block off first, as for every domain
+>>> prorl.verifiers.score(p, "<think>ok, so</think>Quiet pond at dusk\\nA frog leaps in and is gone\\nBye.")
 Verdict(score=1.0, reason='followed 2/2', status='ok')
 >>> score(p, "Quiet pond, at dusk. Bye!")
 Verdict(score=0.0, reason='followed 0/2; failed: punctuation:no_comma, startend:end_checker', status='ok')
 
 What is scored, and how (each rule is also tabulated in ``docs/instructions.md``):
 
-- Only the text after the LAST ``</think>`` is checked. A ``<think>`` with no ``</think>`` after it
-  scores 0 ("unterminated think"): an unfinished reasoning block has no answer to check.
+- The response is checked as given. Through :func:`prorl.verifiers.score` (the pool, training,
+  evaluation, ``prorl score``) that is only the text after the LAST ``</think>``, and a ``<think>``
+  with no ``</think>`` after it scores 0 ("unterminated think") before this module is called; the
+  rule is :func:`prorl.text.answer_region`.
 - An empty (whitespace-only) answer follows no instruction and scores 0 ("empty response"); otherwise
   "no commas" or "fewer than 50 words" would reward saying nothing. IFEval's evaluation does the same.
 - Strict mode checks the answer as it is. Loose mode (IFEval's "loose" accuracy) counts an
@@ -530,9 +533,9 @@ def check_instruction(instruction_id: str, response: str, kwargs: dict, prompt: 
 
     ``kwargs`` holds the instruction's IFEval keyword arguments; None values mean "not set".
     ``prompt`` is the problem's prompt, used by ``combination:repeat_prompt`` when its
-    ``prompt_to_repeat`` is not set. The response is checked as given: no think-block handling,
-    no empty-response rule (see :func:`score` for both). Raises DataError for an unknown id or
-    bad kwargs.
+    ``prompt_to_repeat`` is not set. The response is checked as given: no think-block handling
+    (:func:`prorl.verifiers.score` does that), no empty-response rule (see :func:`score`). Raises
+    DataError for an unknown id or bad kwargs.
 
     >>> check_instruction("keywords:frequency", "Rain, rain, go away.",
     ...                   {"keyword": "rain", "frequency": 2, "relation": "at least"})
@@ -622,33 +625,14 @@ def _check_kwarg_types(instruction_id: str, kwargs: dict) -> None:
         raise DataError(f"{instruction_id}: {error}") from None
 
 
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
-
-
-def final_answer(response: str) -> str | None:
-    """The text after the last ``</think>``, or the whole response when there is no think block;
-    None when a ``<think>`` opens after the last ``</think>`` (or with none at all).
-
-    >>> final_answer("<think>hmm</think> Answer.")
-    ' Answer.'
-    >>> final_answer("<think>still thinking") is None
-    True
-    >>> final_answer("no think block")
-    'no think block'
-    """
-    close = response.rfind(_THINK_CLOSE)
-    if response.rfind(_THINK_OPEN) > close:
-        return None
-    return response if close < 0 else response[close + len(_THINK_CLOSE) :]
-
-
 def score(problem: Problem, response: str, *, loose: bool = False) -> Verdict:
-    """Reward = fraction of the problem's instructions that the final answer follows.
+    """Reward = fraction of the problem's instructions that ``response`` follows.
 
-    The final answer is the text after the last ``</think>`` (see :func:`final_answer`). Strict by
-    default; ``loose=True`` accepts an instruction when any of :func:`loose_variants` passes. The
-    reason lists the failed instruction ids in order (an id listed twice counts twice). Bad metadata
-    gives score 0 with ``status="error"`` (never an exception); so does an unexpected crash.
+    ``response`` is the final answer, checked as given (:func:`prorl.verifiers.score` passes only the
+    text after the last ``</think>``; see :func:`prorl.text.answer_region`). Strict by default;
+    ``loose=True`` accepts an instruction when any of :func:`loose_variants` passes. The reason lists
+    the failed instruction ids in order (an id listed twice counts twice). Bad metadata gives score 0
+    with ``status="error"`` (never an exception); so does an unexpected crash.
 
     >>> from prorl.data.schema import Problem
     >>> p = Problem("q1", "instruction", "Answer in JSON.",
@@ -668,12 +652,9 @@ def score(problem: Problem, response: str, *, loose: bool = False) -> Verdict:
 def _score(problem: Problem, response: str, loose: bool, where: str) -> Verdict:
     """:func:`score` without its error handling."""
     pairs = validate_metadata(problem.metadata, where)
-    answer = final_answer(response)
-    if answer is None:
-        return Verdict(0.0, "unterminated think", "ok")
-    if not answer.strip():
+    if not response.strip():
         return Verdict(0.0, "empty response", "ok")
-    texts = loose_variants(answer) if loose else [answer]
+    texts = loose_variants(response) if loose else [response]
     failed: list[str] = []
     for instruction_id, kwargs in pairs:
         if not any(check_instruction(instruction_id, text, kwargs, problem.prompt) for text in texts):

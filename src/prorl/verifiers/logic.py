@@ -1,30 +1,29 @@
 """Logic verifier: Reasoning Gym tasks, scored by each task's own scorer on the last ``<answer>`` text.
 
-Problems come from :func:`build_problems` (or from Reasoning Gym JSONL through
-:func:`prorl.data.adapters.from_reasoning_gym`). ``problem.metadata`` holds what scoring needs:
-
-- ``task``: the Reasoning Gym dataset name (e.g. ``"basic_arithmetic"``);
-- ``entry``: the generated entry (``question``, ``answer``, ``metadata``), after a JSON round trip, so
-  a problem scores the same freshly built or read back from JSONL (tuples become lists);
-- ``config`` (optional): the task settings it was built with; the scorer is rebuilt with them,
-  because a few scorers read their dataset's settings (``puzzle24`` checks the number range).
+Problems come from :func:`prorl.data.reasoning_gym.build_problems` (or from Reasoning Gym JSONL
+through :func:`prorl.data.adapters.from_reasoning_gym`). ``problem.metadata`` holds what scoring
+needs: ``task`` (the Reasoning Gym dataset name), ``entry`` (the generated entry, after a JSON round
+trip) and, optionally, ``config`` (the task settings the scorer is rebuilt with); see
+:mod:`prorl.data.reasoning_gym`.
 
 Scoring (:func:`score`): the text inside the LAST ``<answer>...</answer>`` of the response, stripped
 (none: 0, ``"no <answer> tag"``), goes to the task's ``score_answer(answer, entry)``. The score is
 continuous in [0, 1] as the task defines it (many tasks give 0.01 or 0.05 for a well-formed wrong
 answer). ``binarize=True`` gives 1.0 only for a task score ``>= 1.0`` (exactly the tasks' "correct")
-and 0.0 otherwise.
+and 0.0 otherwise. The response is read as given: :func:`prorl.verifiers.score` has already cut it
+to the text after the last ``</think>`` (:func:`prorl.text.answer_region`), so an ``<answer>``
+inside the reasoning is not read there.
 
-Two departures from calling the scorer directly:
+Three departures from calling the scorer directly:
 
 - :data:`RISKY_TASKS` evaluate the model's text as Python (``eval``) or with
   ``sympy.parse_expr`` (which calls ``eval`` too and computes ``9**9**9**9`` for ever), or expand
   a repetition count from it. Their scorer runs in a separate process with a hard deadline
-  (:data:`ISOLATED_TIMEOUT_S`): in :func:`prorl.verifiers.sandbox.run_python` with
-  ``site_packages=True`` when the sandbox module is present, else a plain child process killed at
-  the deadline, with RLIMIT_CPU / RLIMIT_AS and a parent-death signal (no file or network isolation). A scorer past its deadline gives
-  ``Verdict(0, "scorer timeout after Xs", status="timeout")``. Cost: ~3 s per scoring on this
-  machine (a fresh interpreter imports Reasoning Gym).
+  (:data:`ISOLATED_TIMEOUT_S`), always through :func:`prorl.verifiers.sandbox.run_python` with
+  ``site_packages=True``: the one sandbox, at the strongest isolation the machine offers (its own
+  weaker levels, down to ``"rlimit-only"``, are announced there; see :mod:`prorl.verifiers.sandbox`).
+  A scorer past its deadline gives ``Verdict(0, "scorer timeout after Xs", status="timeout")``.
+  Cost: ~3 s per scoring on this machine (a fresh interpreter imports Reasoning Gym).
 - ``game_of_life_halting``: its scorer returns ``bool(answer) == bool(entry["answer"])``; both are
   non-empty strings, so ANY non-empty answer scores 1.0. This adapter scores it against the ground
   truth instead: 1.0 when the answer equals ``entry["answer"]`` (``"True"`` / ``"False"``) ignoring
@@ -32,7 +31,7 @@ Two departures from calling the scorer directly:
 - ``arc_agi`` and ``rearc`` compare the parsed board with ``metadata["output"]`` as a tuple of
   tuples, which a JSON round trip turns into lists; :data:`ENTRY_FIXES` restores the tuples.
 
->>> from prorl.data.schema import Problem
+>>> from prorl.data.reasoning_gym import build_problems
 >>> [p] = build_problems(["basic_arithmetic"], size=1, seed=0, split="train")
 >>> p.domain, p.metadata["task"]
 ('logic', 'basic_arithmetic')
@@ -46,15 +45,10 @@ from __future__ import annotations
 
 import functools
 import json
-import random
-import re
-import subprocess
-import sys
-from typing import Any
 
-from prorl.data.adapters import LOGIC_INSTRUCTION
 from prorl.data.schema import Problem
-from prorl.errors import ConfigError
+from prorl.text import last_tag
+from prorl.verifiers import sandbox
 from prorl.verifiers.verdict import Verdict
 
 RISKY_TASKS = {
@@ -76,101 +70,6 @@ ISOLATED_TIMEOUT_S = 15.0
 
 ISOLATED_MEMORY_MB = 2048
 """Memory for one isolated scoring."""
-
-SPLITS = ("train", "validation", "test")
-"""Split names :func:`build_problems` accepts; each derives its own generator seeds."""
-
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-
-
-def split_seed(seed: int, split: str) -> int:
-    """The Reasoning Gym seed for ``seed`` in ``split``: different splits draw from different seeds.
-
-    Derived by seeding ``random.Random`` with the string ``"prorl-logic:<split>:<seed>"`` (string
-    seeding is stable across Python versions), so training seed s and validation seed s never share
-    a generator seed, while ``seed`` keeps selecting reproducible sets. Limit: a task with few
-    distinct questions can still repeat a question across splits.
-
-    >>> split_seed(0, "train") != split_seed(0, "validation")
-    True
-    """
-    if split not in SPLITS:
-        raise ConfigError(f"logic split {split!r}: expected one of {', '.join(SPLITS)}")
-    return random.Random(f"prorl-logic:{split}:{seed}").randrange(2**31)
-
-
-def _task_spec(item: str | dict, size: int, seed: int, where: str) -> tuple[str, int, int, dict]:
-    if isinstance(item, str):
-        return item, size, seed, {}
-    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-        raise ConfigError(f"{where}: expected a task name or {{name, size, seed, config}}, got {item!r}")
-    unknown = set(item) - {"name", "size", "seed", "config"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected name, size, seed, config")
-    config = item.get("config") or {}
-    if not isinstance(config, dict):
-        raise ConfigError(f"{where}.config: expected a mapping of task settings, got {config!r}")
-    for key in ("size", "seed"):
-        if key in item and not isinstance(item[key], int):
-            raise ConfigError(f"{where}.{key}: expected an integer, got {item[key]!r}")
-    return item["name"], item.get("size", size), item.get("seed", seed), config
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` after a JSON round trip (tuples -> lists; numpy scalars and sets converted first)."""
-    def default(obj: Any) -> Any:
-        if hasattr(obj, "item"):  # numpy scalars
-            return obj.item()
-        if isinstance(obj, (set, frozenset)):
-            return sorted(obj, key=repr)
-        raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
-
-    return json.loads(json.dumps(value, default=default))
-
-
-def build_problems(tasks: list[dict] | list[str], *, size: int, seed: int, split: str) -> list[Problem]:
-    """Generate ``size`` problems per task (unless the task item sets its own ``size`` / ``seed``).
-
-    Each item of ``tasks`` is a task name or ``{"name": ..., "size": ..., "seed": ..., "config": {...}}``;
-    ``config`` goes to ``reasoning_gym.create_dataset`` as task settings. The generator seed is
-    :func:`split_seed` of the item's seed and ``split``. Ids are ``<task>-<split>-<index>``.
-    Raises :class:`prorl.errors.ConfigError` on an unknown task, bad settings or split.
-    """
-    import reasoning_gym
-    from reasoning_gym.factory import DATASETS
-
-    problems: list[Problem] = []
-    for i, item in enumerate(tasks):
-        where = f"logic tasks[{i}]"
-        name, task_size, task_seed, config = _task_spec(item, size, seed, where)
-        if name not in DATASETS:
-            raise ConfigError(f"{where}: unknown Reasoning Gym task {name!r}")
-        try:
-            dataset = reasoning_gym.create_dataset(name, size=task_size, seed=split_seed(task_seed, split), **config)
-        except (TypeError, ValueError, AssertionError) as exc:
-            raise ConfigError(f"{where}: task {name!r} rejected its settings {config!r}: {exc}") from exc
-        for index in range(task_size):
-            entry = _json_safe(dataset[index])
-            metadata: dict[str, Any] = {"task": name, "entry": entry}
-            if config:
-                metadata["config"] = _json_safe(config)
-            problems.append(Problem(
-                id=f"{name}-{split}-{index}", domain="logic",
-                prompt=f"{entry['question']}\n{LOGIC_INSTRUCTION}",
-                answer=None if entry.get("answer") is None else str(entry["answer"]),
-                metadata=metadata, source=f"reasoning_gym:{name}:{split}",
-            ))
-    return problems
-
-
-def extract_answer(response: str) -> str | None:
-    """The stripped text inside the last ``<answer>...</answer>``; None when there is none.
-
-    >>> extract_answer("<answer>1</answer> no, <answer> 2 </answer>")
-    '2'
-    """
-    found = _ANSWER.findall(response)
-    return found[-1].strip() if found else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -224,44 +123,16 @@ sys.stdout.write("\\nPRORL_SCORE " + repr(value) + "\\n")
 def _isolated_score(task: str, config: dict, answer: str, entry: dict, timeout_s: float) -> float | None:
     """``task_score`` in a separate process; None when it passed ``timeout_s``."""
     job = json.dumps({"task": task, "config": config, "answer": answer, "entry": entry}).encode()
-    try:
-        from prorl.verifiers import sandbox
-    except ImportError:
-        sandbox = None
-    if sandbox is not None:
-        result = sandbox.run_python(_ISOLATED_SOURCE, stdin=job, timeout_s=timeout_s, memory_mb=ISOLATED_MEMORY_MB,
-                                    site_packages=True, files=None)
-        if result.timed_out:
-            return None
-        returncode, stdout, stderr = result.returncode, result.stdout, result.stderr
-    else:
-        try:
-            proc = subprocess.run([sys.executable, "-c", _ISOLATED_SOURCE], input=job, capture_output=True,
-                                  timeout=timeout_s, preexec_fn=functools.partial(_limit_child, timeout_s))
-        except subprocess.TimeoutExpired:
-            return None
-        returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    result = sandbox.run_python(_ISOLATED_SOURCE, stdin=job, timeout_s=timeout_s, memory_mb=ISOLATED_MEMORY_MB,
+                                site_packages=True, files=None)
+    if result.timed_out:
+        return None
+    returncode, stdout, stderr = result.returncode, result.stdout, result.stderr
     marker = stdout.rfind(b"\nPRORL_SCORE ")
     if returncode != 0 or marker < 0:
         tail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"isolated {task} scorer failed (exit {returncode}): {tail[0][:200]}")
     return float(stdout[marker:].split()[1])
-
-
-def _limit_child(timeout_s: float) -> None:
-    """In the fallback child: die with the worker, and stop at a CPU-time limit even if orphaned."""
-    import ctypes
-    import math
-    import resource
-    import signal
-
-    cpu = math.ceil(timeout_s) + 1  # backs up the wall-clock deadline if the worker is killed first
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (ISOLATED_MEMORY_MB << 20, ISOLATED_MEMORY_MB << 20))
-    try:  # Linux: PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 def score(problem: Problem, response: str, *, binarize: bool = False,
@@ -272,7 +143,7 @@ def score(problem: Problem, response: str, *, binarize: bool = False,
     if not isinstance(task, str) or not isinstance(entry, dict):
         raise ValueError(f"logic problem {problem.id!r}: metadata needs 'task' (a name) and 'entry' (an object)")
     config = problem.metadata.get("config") or {}
-    answer = extract_answer(response)
+    answer = last_tag(response, "answer")
     if answer is None:
         return Verdict(0.0, "no <answer> tag")
     if task in RISKY_TASKS:

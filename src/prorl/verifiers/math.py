@@ -2,8 +2,8 @@
 
 Rules:
 
-- Only the text after the last ``</think>`` is read when the response has one (the reasoning may
-  try several answers; the final one counts).
+- The response is read as given: :func:`prorl.verifiers.score` has already cut it to its answer
+  region (:func:`prorl.text.answer_region`, the text after the last ``</think>``).
 - The answer is the content of the LAST ``\\boxed{...}`` (or ``\\fbox{...}``), braces matched, so
   ``\\boxed{\\frac{1}{2}}`` gives ``\\frac{1}{2}``. An unclosed box counts as no box.
 - Both sides are wrapped in ``\\boxed{}`` before ``math_verify.parse``: math-verify does not parse a
@@ -21,7 +21,7 @@ unbounded: scoring from threads is unsupported except under an outer deadline, s
 
 >>> from prorl.data.schema import Problem
 >>> p = Problem(id="m1", domain="math", prompt="Half of one?", answer="\\\\frac{1}{2}")
->>> score(p, "<think>maybe \\\\boxed{2}</think> It is \\\\boxed{0.5}.")
+>>> score(p, "Maybe \\\\boxed{2}? No: it is \\\\boxed{0.5}.")
 Verdict(score=1.0, reason='correct', status='ok')
 >>> score(p, "It is \\\\boxed{\\\\frac{1}{3}}.").reason
 'wrong: got \\\\frac{1}{3}'
@@ -33,66 +33,11 @@ import functools
 import threading
 
 from prorl.data.schema import Problem
+from prorl.text import last_boxed
 from prorl.verifiers.verdict import Verdict
 
 MATH_VERIFY_TIMEOUT_S = 5
 """Seconds math-verify may spend on one parse or one verify (main thread only, see the module doc)."""
-
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
-
-
-def final_answer_region(response: str) -> str:
-    """The text after the last ``</think>``, or the whole response when there is none.
-
-    >>> final_answer_region("<think>a</think>b</think>c")
-    'c'
-    """
-    head, sep, tail = response.rpartition("</think>")
-    return tail if sep else response
-
-
-def last_boxed(text: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` / ``\\fbox{...}`` in ``text``, braces matched; None if none.
-
-    >>> last_boxed("\\\\boxed{1} then \\\\boxed{\\\\frac{a}{b}}")
-    '\\\\frac{a}{b}'
-    >>> last_boxed("\\\\boxed{unclosed") is None
-    True
-    """
-    starts = [i for cmd in _BOX_COMMANDS for i in _find_all(text, cmd)]
-    for start in sorted(starts, reverse=True):
-        content = _braced_after(text, start)
-        if content is not None:
-            return content
-    return None
-
-
-def _find_all(text: str, needle: str) -> list[int]:
-    out, i = [], text.find(needle)
-    while i >= 0:
-        out.append(i)
-        i = text.find(needle, i + 1)
-    return out
-
-
-def _braced_after(text: str, start: int) -> str | None:
-    """The balanced ``{...}`` group that opens right after the command at ``start`` (spaces allowed)."""
-    i = start + 1
-    while i < len(text) and text[i].isalpha():  # skip the command name
-        i += 1
-    while i < len(text) and text[i] == " ":
-        i += 1
-    if i >= len(text) or text[i] != "{":
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1:j]
-    return None
 
 
 def _timeouts() -> tuple[int | None, int | None]:
@@ -119,7 +64,7 @@ def score(problem: Problem, response: str) -> Verdict:
 
     if problem.answer is None or not str(problem.answer).strip():
         raise ValueError(f"math problem {problem.id!r} has no answer")
-    content = last_boxed(final_answer_region(response))
+    content = last_boxed(response)
     if content is None:
         return Verdict(0.0, "no \\boxed{} answer")
     parsing_timeout, verify_timeout = _timeouts()

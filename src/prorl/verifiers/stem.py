@@ -1,6 +1,7 @@
 """STEM verifier: multiple choice (option letters A-J) or a number within a relative tolerance. Binary.
 
-Where the final answer is read (in the text after the last ``</think>``, when there is one):
+Where the final answer is read (in the response as given: :func:`prorl.verifiers.score` has already
+cut it to the text after the last ``</think>``, see :func:`prorl.text.answer_region`):
 
 1. the content of the LAST ``\\boxed{...}`` / ``\\fbox{...}``, when the response has one;
 2. otherwise the LAST phrase ``answer is X`` / ``answer is (X)`` / ``Answer: X`` (case-insensitive,
@@ -39,7 +40,7 @@ import math
 import re
 
 from prorl.data.schema import Problem
-from prorl.verifiers.math import final_answer_region, last_boxed
+from prorl.text import last_boxed
 from prorl.verifiers.verdict import Verdict
 
 DEFAULT_REL_TOL = 1e-2
@@ -66,14 +67,13 @@ def extract_final_answer(response: str) -> str | None:
     >>> extract_final_answer("no verdict here") is None
     True
     """
-    region = final_answer_region(response)
-    boxed = last_boxed(region)
+    boxed = last_boxed(response)
     if boxed is not None:
         return boxed.strip()
-    phrases = list(_PHRASE.finditer(region))
+    phrases = list(_PHRASE.finditer(response))
     if not phrases:
         return None
-    tail = region[phrases[-1].end():].split("\n", 1)[0]
+    tail = response[phrases[-1].end():].split("\n", 1)[0]
     return tail.strip().rstrip(".").strip()
 
 
