@@ -12,7 +12,7 @@ py=${PYTHON:-python3}
 } > "$out/env.txt" 2>&1
 
 # 1. The trainer's tests; model.device=auto puts every run on the GPU here.
-timeout 150 $py -m pytest -q -p no:cacheprovider -x tests/test_train.py tests/test_demo.py tests/test_rollout.py \
+timeout 150 $py -m pytest -q -p no:cacheprovider -x tests/test_train.py tests/test_demo.py tests/test_rollout.py tests/test_engines.py \
   > "$out/pytest.log" 2>&1; echo "pytest exit $?" >> "$out/pytest.log"
 
 # 2. Rollout engine against model.generate, bf16, Qwen2.5-0.5B layer shapes and the 20m tiny model.

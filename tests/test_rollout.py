@@ -88,7 +88,7 @@ def test_greedy_matches_hf_generate(setup, cache, attn):
 def test_static_cache_path_for_sliding_window_models(setup, monkeypatch):
     """Models with sliding-window layers take the plain StaticCache path; a window wider than the
     sequence attends like full attention, so greedy output must not change."""
-    import prorl.rollout as rollout
+    import prorl.rollout.hf as rollout
     from transformers import AutoModelForCausalLM
 
     model, tok, prompt_ids = setup
@@ -111,7 +111,7 @@ def test_static_cache_path_for_sliding_window_models(setup, monkeypatch):
 
 def test_falls_back_to_dynamic_cache(setup, monkeypatch):
     """A model that rejects the preallocated cache still generates (``cache="auto"``), via DynamicCache."""
-    import prorl.rollout as rollout
+    import prorl.rollout.hf as rollout
 
     real = rollout._make_cache
     kinds = []
@@ -216,7 +216,7 @@ def test_batch_size_chunks_equal_one_batch(setup, batch_size):
 @pytest.mark.parametrize("cache", ["auto", "dynamic"])
 def test_batch_compaction_keeps_greedy_output(setup, monkeypatch, compact_below, cache):
     """0.0 never drops finished rows from the live batch; 1.0 drops them as soon as any finishes."""
-    import prorl.rollout as rollout
+    import prorl.rollout.hf as rollout
 
     monkeypatch.setattr(rollout, "COMPACT_BELOW", compact_below)
     sizes = []  # live batch size after each compaction

@@ -42,37 +42,19 @@ One host sync per decode step (the "all finished?" check) costs a little on a GP
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
-from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 
 from prorl.errors import UserError
+from prorl.rollout.base import RandomStream, Rollout, Sampling
 
 
 # Compact the live batch once at most this fraction of it is still generating.
 COMPACT_BELOW = 0.75
-
-
-@dataclass
-class Rollout:
-    """A batch of sampled responses, laid out as ``[left-padded prompt | right-padded response]``."""
-
-    prompt_ids: torch.LongTensor
-    """``[B, P]`` prompt tokens, left-padded with ``pad_token_id``."""
-    prompt_mask: torch.Tensor
-    """``[B, P]`` long, 1 for real prompt tokens, 0 for padding."""
-    response_ids: torch.LongTensor
-    """``[B, T]`` generated tokens, right-padded with ``pad_token_id`` (T = longest response in the batch)."""
-    response_mask: torch.Tensor
-    """``[B, T]`` float32, 1 for generated tokens including the EOS token, 0 after it."""
-    logprobs: torch.Tensor
-    """``[B, T]`` float32 sampling log-probs (log-softmax of logits / temperature, before top-p); 0 where masked."""
-    finish_reasons: list[str]
-    """Per sequence: ``"stop"`` (an EOS token was sampled) or ``"length"`` (``max_new_tokens`` reached)."""
-    num_tokens: int
-    """Generated tokens in the batch: ``response_mask.sum()``."""
 
 
 def left_pad(seqs: list[list[int]], pad_token_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -390,15 +372,6 @@ def _check_args(prompt_ids, max_new_tokens, eos_token_ids, temperature, top_p, b
         raise UserError(f"generate: cache={cache!r}, expected 'auto', 'static' or 'dynamic'")
 
 
-def _pad_to(x: torch.Tensor, width: int, value, *, left: bool) -> torch.Tensor:
-    """Pad the last dimension of ``x`` [B, w] to ``width`` with ``value`` on the left or the right."""
-    extra = width - x.shape[1]
-    if extra == 0:
-        return x
-    fill = torch.full((x.shape[0], extra), value, dtype=x.dtype, device=x.device)
-    return torch.cat([fill, x] if left else [x, fill], dim=1)
-
-
 @torch.no_grad()
 def generate(
     model,
@@ -460,20 +433,60 @@ def generate(
         if swapped:
             model.set_attn_implementation("sdpa")
 
-    P = max(p[0].shape[1] for p in parts)
-    T = max(p[2].shape[1] for p in parts)
-    prompt = torch.cat([_pad_to(p[0], P, pad_token_id, left=True) for p in parts])  # [B, P]
-    prompt_mask = torch.cat([_pad_to(p[1], P, 0, left=True) for p in parts])  # [B, P]
-    response = torch.cat([_pad_to(p[2], T, pad_token_id, left=False) for p in parts])  # [B, T]
-    response_mask = torch.cat([_pad_to(p[3], T, 0.0, left=False) for p in parts])  # [B, T]
-    logprobs = torch.cat([_pad_to(p[4], T, 0.0, left=False) for p in parts])  # [B, T]
-    stopped = torch.cat([p[5] for p in parts]).tolist()  # [B]
-    return Rollout(
-        prompt_ids=prompt,
-        prompt_mask=prompt_mask,
-        response_ids=response,
-        response_mask=response_mask,
-        logprobs=logprobs,
-        finish_reasons=["stop" if s else "length" for s in stopped],
-        num_tokens=int(response_mask.sum().item()),
-    )
+    return Rollout.cat([
+        Rollout(prompt_ids=ids, prompt_mask=pmask, response_ids=tokens, response_mask=mask, logprobs=lps,
+                finish_reasons=["stop" if s else "length" for s in stopped.tolist()], num_tokens=int(mask.sum().item()),
+                pad_token_id=pad_token_id)
+        for ids, pmask, tokens, mask, lps, stopped in parts
+    ])
+
+
+class HFEngine:
+    """The built-in engine behind the :class:`~prorl.rollout.base.Engine` contract: :func:`generate` on a
+    Hugging Face model held in this process.
+
+    ``HFEngine(model, tokenizer)`` samples from ``model`` itself (evaluation); :meth:`from_policy` makes
+    the trainer's generation copy, in ``rollout.dtype`` (the policy itself when the dtypes agree).
+    """
+
+    def __init__(self, model, tokenizer):
+        from prorl.policy import eos_token_ids
+
+        self.model = model
+        self.eos_token_ids = eos_token_ids(model, tokenizer)
+        self.pad_token_id = tokenizer.pad_token_id
+
+    @classmethod
+    def from_policy(cls, policy, tokenizer, rollout_cfg) -> HFEngine:
+        """The generation copy of ``policy`` in ``rollout_cfg.dtype``, synced by :meth:`load_weights`."""
+        from prorl.policy import DTYPES
+
+        if policy.dtype == DTYPES[rollout_cfg.dtype]:
+            return cls(policy, tokenizer)  # samples from the policy's own parameters
+        return cls(copy.deepcopy(policy).to(DTYPES[rollout_cfg.dtype]).eval(), tokenizer)
+
+    def generate(self, prompt_ids: list[list[int]], sampling: Sampling, rng: RandomStream) -> Rollout:
+        """``sampling.n`` samples of each prompt (consecutive rows), drawn from ``rng``'s generator on the model's device."""
+        device = next(self.model.parameters()).device
+        return generate(
+            self.model, [ids for ids in prompt_ids for _ in range(sampling.n)], max_new_tokens=sampling.max_new_tokens,
+            eos_token_ids=self.eos_token_ids, pad_token_id=self.pad_token_id, temperature=sampling.temperature,
+            top_p=sampling.top_p, generator=rng.torch_generator(device), batch_size=sampling.batch_size,
+        )
+
+    @torch.no_grad()
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy the named tensors into the model, cast to its dtype; every parameter must be given once.
+
+        A tensor that already is the model's parameter (the engine samples from the policy itself) is skipped.
+        """
+        params = dict(self.model.named_parameters())
+        seen = set()
+        for name, tensor in named_tensors:
+            if name not in params:
+                raise KeyError(f"load_weights: the generation model has no parameter {name!r}")
+            if params[name].data_ptr() != tensor.data_ptr():
+                params[name].copy_(tensor)
+            seen.add(name)
+        if seen != params.keys():
+            raise KeyError(f"load_weights: parameters not given: {sorted(params.keys() - seen)[:5]}")
