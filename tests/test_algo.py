@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from prorl import algo
 from prorl.algo import aggregate_loss, group_advantages, kl_penalty, policy_loss
 
 
@@ -175,3 +176,15 @@ def test_token_mean_without_global_count_would_depend_on_split():
     whole = torch.autograd.grad(aggregate_loss(loss, mask), loss)[0]
     per_mb = torch.cat([torch.autograd.grad(aggregate_loss(loss[i : i + 1], mask[i : i + 1]), loss)[0][i : i + 1] for i in range(2)])
     assert not torch.allclose(whole, per_mb)
+
+
+def test_advantage_estimators_by_name():
+    rewards = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    torch.testing.assert_close(algo.advantages(rewards, 3, "grpo"), algo.group_advantages(rewards, 3))
+    centred = torch.tensor([1 / 3, -2 / 3, 1 / 3, 2 / 3, -1 / 3, -1 / 3])  # r - group mean, groups of 3
+    torch.testing.assert_close(algo.advantages(rewards, 3, "drgrpo"), centred)
+    # REINFORCE++-baseline: the same centring, then one std over the batch (unbiased, of the centred values).
+    torch.testing.assert_close(algo.advantages(rewards, 3, "rloo-batch-std"), centred / (centred.std() + 1e-6))
+    assert set(algo.ADVANTAGES) == {"grpo", "drgrpo", "rloo-batch-std"}
+    with pytest.raises(ValueError, match="unknown advantage estimator 'ppo'"):
+        algo.advantages(rewards, 3, "ppo")

@@ -12,7 +12,7 @@ from prorl.data.builtin import is_heldout
 from prorl.data.loaders import load_problems
 from prorl.demo import HARDER_KINDS, TRAIN_KINDS
 from prorl.eval.compare import compare_results, load_results
-from prorl.train import load_data
+from prorl.data.run_data import load_data
 
 
 def test_quick_demo_writes_what_it_promises(tmp_path):

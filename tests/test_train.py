@@ -14,7 +14,9 @@ from prorl.errors import UserError
 from prorl.policy import load_policy, resolve_device
 from prorl.runlog import read_jsonl
 from prorl.tiny import build_char_tokenizer, build_tiny_model
-from prorl.train import batch_logprobs, collect_batch, make_optimizer, reset_reference, train, update_policy
+from prorl.batch import Batch, batch_logprobs
+from prorl.train import train
+from prorl.update import make_optimizer, reset_reference, update_policy
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +111,17 @@ def test_training_into_a_run_with_a_checkpoint_needs_resume(warm_model, tmp_path
 def build_batch(warm_model, tmp_path, *extra):
     cfg = tiny_config(warm_model, tmp_path, "rollout.n=8", "train.prompts_per_step=4", *extra)
     model, tok = load_policy(warm_model, dtype="float32")
-    from prorl.data.mixture import MixtureSampler
+    from prorl.groups import sample_and_score
+    from prorl.rollout import HFEngine, RandomStream, Sampling
     from prorl.verifiers.pool import ScoringPool
 
-    sampler = MixtureSampler(make_problems("add", 200, seed=3), None, seed=0)
+    problems = make_problems("add", 200, seed=3)[:8]
+    sampling = Sampling(n=8, temperature=1.2, top_p=1.0, max_new_tokens=12)
     with ScoringPool(0) as pool:
-        batch, _ = collect_batch(model, tok, sampler, cfg, pool, torch.Generator().manual_seed(0))
-    assert batch is not None
-    return cfg, model, batch
+        groups = sample_and_score(HFEngine(model, tok), tok, problems, sampling, RandomStream(0), pool, chat_template=None)
+    varied = torch.nonzero(groups.varied()).flatten().tolist()[:4]
+    assert varied
+    return cfg, model, Batch.from_groups(groups.select(varied))
 
 
 def test_kl_to_reference_is_zero_after_a_reset(warm_model, tmp_path):
@@ -216,3 +221,30 @@ def test_steps_skipped_for_equal_rewards_keep_the_reset_and_validation_schedule(
     assert [e["step"] for e in events if e["event"] == "validation"] == [0, 2, 4]
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert "val/pass@1/math" in metrics[2] and metrics[3]["reset/count"] == 1
+
+
+def test_a_stage_may_not_change_what_is_made_once_per_run(warm_model, tmp_path):
+    from prorl.errors import ConfigError
+
+    for key, value in [("train.seed", 3), ("rollout.dtype", "float32"), ("rollout.engine", "hf")]:
+        with pytest.raises(ConfigError, match=f"stages\\[1\\].overrides.{key}.*fixed for the whole run"):
+            tiny_config(warm_model, tmp_path, "stages=[{steps: 1}, {steps: 1, overrides: {" + f"{key}: {value}" + "}}]")
+
+
+def test_every_phase_reads_the_stage_config(warm_model, tmp_path):
+    # A stage's scoring deadline and data reach the pool and the sampler (they used to keep the base config's).
+    from prorl.run import open_run
+    from prorl.train import begin_step
+
+    cfg = tiny_config(warm_model, tmp_path / "run", "stages=[{name: a, steps: 2}, {name: b, steps: 2, "
+                      "overrides: {reward.timeout_s: 7, data.builtin: sub, train.prompts_per_step: 2}}]")
+    run = open_run(cfg, resume=False)
+    try:
+        begin_step(run, 1)
+        assert run.stage.name == "a" and run.pool.timeout_s == 30.0
+        assert {p.metadata["task"] for p in run.sampler.next_batch(4)} == {"add"}
+        begin_step(run, 3)
+        assert run.stage.name == "b" and run.pool.timeout_s == 7.0
+        assert {p.metadata["task"] for p in run.sampler.next_batch(4)} == {"sub"}
+    finally:
+        run.pool.close()

@@ -4,7 +4,8 @@ GRPO with the DAPO pieces and a KL penalty, as in ProRL (arXiv 2505.24864):
 
     loss = aggregate(policy_loss) + beta * aggregate(kl_penalty)
 
-- ``group_advantages``: GRPO's group-normalised advantage (or Dr. GRPO's mean-only variant).
+- ``group_advantages``: GRPO's group-normalised advantage (or Dr. GRPO's mean-only variant);
+  ``batch_std_advantages``: REINFORCE++-baseline; ``advantages`` picks one by name.
 - ``policy_loss``: PPO's clipped surrogate with DAPO's decoupled bounds ``1 - clip_low`` and
   ``1 + clip_high`` ("clip-higher": a wider upper bound keeps low-probability tokens growing and
   entropy from collapsing).
@@ -41,6 +42,31 @@ def group_advantages(
         std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(grouped[:, :1])
         centred = centred / (std + eps)  # [G, n]
     return centred.reshape(-1)  # [G*n]
+
+
+def batch_std_advantages(rewards: torch.Tensor, group_size: int, *, eps: float = 1e-6) -> torch.Tensor:
+    """REINFORCE++-baseline: the group mean as baseline, then one std over the whole batch.
+
+    >>> batch_std_advantages(torch.tensor([1.0, 0.0, 1.0, 1.0]), 2)  # centred [.5, -.5, 0, 0], std 0.408
+    tensor([ 1.2247, -1.2247,  0.0000,  0.0000])
+    """
+    centred = group_advantages(rewards, group_size, scale_by_std=False)
+    return centred / (centred.std() + eps) if centred.numel() > 1 else centred
+
+
+ADVANTAGES = {
+    "grpo": group_advantages,
+    "drgrpo": lambda rewards, group_size: group_advantages(rewards, group_size, scale_by_std=False),
+    "rloo-batch-std": batch_std_advantages,
+}
+"""``algo.advantage`` -> estimator ``(rewards [G*n], group_size) -> advantages [G*n]``."""
+
+
+def advantages(rewards: torch.Tensor, group_size: int, kind: str) -> torch.Tensor:
+    """``[G*n]`` advantages by the estimator named ``kind`` (a key of :data:`ADVANTAGES`)."""
+    if kind not in ADVANTAGES:
+        raise ValueError(f"unknown advantage estimator {kind!r}; expected one of {', '.join(ADVANTAGES)}")
+    return ADVANTAGES[kind](rewards, group_size)
 
 
 def policy_loss(

@@ -63,6 +63,7 @@ class RolloutConfig:
     max_new_tokens: int = _f(8192, "Maximum response length in tokens; longer responses are cut (finish 'length').")
     batch_size: int | None = _f(None, "Sequences generated per engine call (None: all at once).")
     dtype: str = _f("bfloat16", "Dtype of the generation copy of the policy (synced after every update).")
+    engine: str = _f("hf", "Rollout engine (prorl.rollout.ENGINES): hf, the built-in decode loop on the Hugging Face model.")
 
 
 @dataclass(frozen=True)
@@ -289,9 +290,46 @@ def validate(cfg: Config) -> None:
         unknown = set(stage) - {"name", "steps", "reset", "overrides"}
         need(not unknown, f"stages[{i}]", "keys name, steps, reset, overrides", sorted(unknown))
         for key in stage.get("overrides") or {}:
-            need(not key.startswith(("stages", "run_dir", "model.")), f"stages[{i}].overrides.{key}",
-                 "a setting that may change between stages", key)
+            need(not key.startswith(FIXED_FOR_THE_RUN), f"stages[{i}].overrides.{key}",
+                 f"a setting that may change between stages (not {', '.join(FIXED_FOR_THE_RUN)}: "
+                 "they are fixed for the whole run)", key)
     stage_configs(cfg)  # stage overrides must themselves be valid
+
+
+FIXED_FOR_THE_RUN = ("stages", "run_dir", "model.", "train.seed", "rollout.dtype", "rollout.engine")
+"""Settings a stage may not override: the models, the generation engine and the seeds are made once per run."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a run (the paper's Run 1..8): steps ``first .. last`` under ``cfg``."""
+
+    index: int
+    name: str
+    steps: int
+    reset_at_start: bool
+    """Begin with a hard reference reset (not for the first stage)."""
+    first: int
+    """The first (1-based) step of the stage."""
+    cfg: Config
+    """The effective config: the base config with this stage's overrides."""
+
+    @property
+    def last(self) -> int:
+        return self.first + self.steps - 1
+
+
+def stage_of(stages: list[Stage], step: int) -> Stage:
+    """The stage that (1-based) ``step`` belongs to; steps past the end belong to the last stage.
+
+    >>> cfg = resolve_config({"stages": [{"name": "a", "steps": 2}, {"name": "b", "steps": 3}]})
+    >>> [stage_of(stage_configs(cfg), s).name for s in (1, 2, 3, 5, 6)]
+    ['a', 'a', 'b', 'b', 'b']
+    """
+    for stage in stages:
+        if step <= stage.last:
+            return stage
+    return stages[-1]
 
 
 def to_dict(cfg) -> dict:
@@ -299,22 +337,24 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def stage_configs(cfg: Config) -> list[tuple[str, int, bool, Config]]:
-    """``[(name, steps, reset_at_start, effective_config)]``; one stage of ``train.steps`` when none are given.
+def stage_configs(cfg: Config) -> list[Stage]:
+    """The run's stages in order; one stage ``main`` of ``train.steps`` when none are given.
 
     Each stage's overrides apply on top of the base config, not on top of the previous stage.
     """
     if not cfg.stages:
-        return [("main", cfg.train.steps, False, cfg)]
+        return [Stage(0, "main", cfg.train.steps, False, 1, cfg)]
     base = to_dict(cfg)
-    out = []
+    out, first = [], 1
     for i, stage in enumerate(cfg.stages):
         merged = base
         for key, value in (stage.get("overrides") or {}).items():
             merged = _deep_merge(merged, _nest(key.split("."), value))
         merged = dict(merged, stages=[])
         effective = _build(Config, merged, f"stages[{i}] ({stage.get('name', i)})")
-        out.append((str(stage.get("name", f"stage{i + 1}")), int(stage["steps"]), bool(stage.get("reset", False)), effective))
+        out.append(Stage(i, str(stage.get("name", f"stage{i + 1}")), int(stage["steps"]), bool(stage.get("reset", False)),
+                         first, effective))
+        first += int(stage["steps"])
     return out
 
 

@@ -1,4 +1,4 @@
-"""The run directory's logs: ``metrics.jsonl`` (one line per step) and ``events.jsonl``.
+"""The run directory's logs: ``metrics.jsonl`` (one line per step), ``events.jsonl`` and ``rollouts/``.
 
 Lines are appended and flushed as they are written, so ``prorl report`` can read a run that is
 still going. On resume, lines from steps after the checkpoint are dropped first: the resumed run
@@ -53,6 +53,17 @@ class RunLog:
 
     def event(self, step: int, event: str, **fields) -> None:
         self._append(self.events_path, {"step": step, "time": round(time.time(), 3), "event": event, **fields})
+
+    def rollouts(self, step: int, groups, how_many: int) -> None:
+        """The first ``how_many`` samples of ``groups`` (a :class:`prorl.groups.Groups`) to ``rollouts/step_N.jsonl``."""
+        path = self.dir / "rollouts" / f"step_{step:06d}.jsonl"
+        path.parent.mkdir(exist_ok=True)
+        with path.open("w") as fh:
+            for i in range(min(how_many, len(groups.problems))):
+                p = groups.problems[i]
+                fh.write(json.dumps({"id": p.id, "domain": p.domain, "prompt": p.prompt, "response": groups.texts[i],
+                                     "reward": float(groups.rewards[i]), "reason": groups.verdicts[i].reason,
+                                     "finish": groups.rollout.finish_reasons[i]}) + "\n")
 
     def truncate_after(self, step: int) -> None:
         """Drop metric and event lines of steps after ``step`` (called on resume)."""

@@ -1,0 +1,103 @@
+"""The policy update of one step: mini-batch optimizer steps over the kept groups, and the optimizer.
+
+Each optimizer step covers ``train.mini_batch_prompts`` groups, accumulated over micro-batches of
+``train.micro_batch_size`` sequences. The loss is :mod:`prorl.algo`'s clipped surrogate plus
+``beta`` times the KL penalty, aggregated with one denominator for the whole optimizer step (counted
+before micro-batching, so the gradient does not depend on the micro-batch size). A non-finite loss or
+gradient skips that optimizer step and never reaches the weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from prorl import algo
+from prorl.batch import Batch, logprobs_of
+from prorl.config import Config
+
+
+def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_logprobs, ref_logprobs, cfg: Config,
+                  generator) -> tuple[dict, int]:
+    """Mini-batch updates over one rollout batch. Returns (metrics, optimizer steps skipped for a NaN)."""
+    B = len(batch.problems)
+    seqs_per_update = cfg.train.mini_batch_prompts * batch.group_size
+    sums = {k: 0.0 for k in ("pg_loss", "kl_loss", "entropy", "kl", "clip_low", "clip_high", "ratio")}
+    tokens_seen = 0.0
+    grad_norms, skipped, updates = [], 0, 0
+    beta = cfg.algo.kl_beta
+    model.train()
+    for _ in range(cfg.train.epochs):
+        order = torch.randperm(B, generator=generator)
+        for mb in order.split(seqs_per_update):
+            # Token-level loss: the denominator is fixed for the whole optimizer step, before micro-batching.
+            num_tokens = batch.response_mask[mb].sum()
+            agg = dict(num_tokens=num_tokens, num_sequences=len(mb), max_response_length=cfg.rollout.max_new_tokens)
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for rows in mb.split(cfg.train.micro_batch_size):
+                mask = batch.response_mask[rows]  # [b, T]
+                logprobs, entropy = logprobs_of(model, batch, rows, cfg.rollout.temperature, with_entropy=True,
+                                                autocast=cfg.train.autocast_bf16)  # [b, T]
+                pg, pm = algo.policy_loss(logprobs, old_logprobs[rows], advantages[rows], mask,
+                                          clip_low=cfg.algo.clip_low, clip_high=cfg.algo.clip_high)
+                pg_loss = algo.aggregate_loss(pg, mask, cfg.algo.loss_agg, **agg)
+                loss = pg_loss
+                if beta > 0:
+                    kl = algo.kl_penalty(logprobs, ref_logprobs[rows], cfg.algo.kl_kind)  # [b, T]
+                    kl_loss = algo.aggregate_loss(kl, mask, cfg.algo.loss_agg, **agg)
+                    loss = loss + beta * kl_loss
+                    sums["kl_loss"] += kl_loss.item()
+                    sums["kl"] += float((kl.detach() * mask).sum())
+                loss.backward()
+                step_loss += loss.item()
+                ntok = float(mask.sum())
+                tokens_seen += ntok
+                sums["pg_loss"] += pg_loss.item()
+                sums["entropy"] += float((entropy * mask).sum())
+                sums["clip_low"] += float(pm["clip_frac_low"]) * ntok
+                sums["clip_high"] += float(pm["clip_frac_high"]) * ntok
+                sums["ratio"] += float(pm["ratio_mean"]) * ntok
+            params = [p for p in model.parameters() if p.grad is not None]
+            max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
+                optimizer.zero_grad(set_to_none=True)  # never let a NaN reach the weights
+                skipped += 1
+                continue
+            optimizer.step()
+            scheduler.step()
+            grad_norms.append(grad_norm)
+            updates += 1
+    optimizer.zero_grad(set_to_none=True)
+    denom = max(tokens_seen, 1.0)
+    n_mb = max(updates + skipped, 1)
+    metrics = {
+        "actor/pg_loss": sums["pg_loss"] / n_mb,
+        "actor/kl_loss": sums["kl_loss"] / n_mb,
+        "actor/kl": sums["kl"] / denom,
+        "actor/entropy": sums["entropy"] / denom,
+        "actor/clip_frac_low": sums["clip_low"] / denom,
+        "actor/clip_frac_high": sums["clip_high"] / denom,
+        "actor/ratio_mean": sums["ratio"] / denom,
+        "actor/grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else float("nan"),
+        "actor/lr": scheduler.get_last_lr()[0],
+        "actor/updates": updates,
+        "actor/skipped_updates": skipped,
+    }
+    return metrics, skipped
+
+
+def make_optimizer(model, cfg: Config):
+    """A fresh AdamW and its constant-after-warm-up schedule (also what a hard reset rebuilds)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
+                                  weight_decay=cfg.train.weight_decay)
+    warmup = cfg.train.warmup_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
+    return optimizer, scheduler
+
+
+def reset_reference(policy, reference) -> None:
+    """Hard reset of the reference: it becomes an exact copy of the current policy (the KL is 0 right after)."""
+    reference.load_state_dict(policy.state_dict())
