@@ -12,6 +12,7 @@ import pytest
 
 from prorl.data.schema import Problem
 from prorl.errors import UserError
+from prorl.eval import command as cmd
 from prorl.eval import evaluate as ev
 from prorl.eval.passk import pass_at_k
 from prorl.verifiers.verdict import Verdict
@@ -73,9 +74,11 @@ def tiny(tmp_path_factory):
 
 
 def run_eval(tiny, pool, **kw):
+    from prorl.rollout import HFEngine, Sampling
+
     _, model, tokenizer = tiny
-    args = dict(n=8, max_new_tokens=6, pool=pool, seed=3, batch_size=16, temperature=1.0, top_p=1.0)
-    return ev.evaluate(model, tokenizer, PROBLEMS, **(args | kw))
+    sampling = Sampling(n=kw.pop("n", 8), temperature=1.0, top_p=1.0, max_new_tokens=6, batch_size=16)
+    return ev.evaluate(HFEngine(model, tokenizer), tokenizer, PROBLEMS, sampling, **(dict(pool=pool, seed=3) | kw))
 
 
 def test_counts_agree_with_the_scored_responses(tiny):
@@ -117,8 +120,11 @@ def test_seeded_and_independent_of_other_chunks(tiny):
     # The last chunk's samples do not depend on the chunks before it (what makes resuming exact).
     _, model, tokenizer = tiny
     pool = ScriptedPool()
-    chunks = dict(ev.iter_chunks(model, tokenizer, PROBLEMS, n=8, temperature=1.0, top_p=1.0, max_new_tokens=6,
-                                 pool=pool, seed=3, batch_size=16, chat_template=None, skip={0, 1}))
+    from prorl.rollout import HFEngine, Sampling
+
+    sampling = Sampling(n=8, temperature=1.0, top_p=1.0, max_new_tokens=6, batch_size=16)
+    chunks = dict(ev.iter_chunks(HFEngine(model, tokenizer), tokenizer, PROBLEMS, sampling, pool=pool, seed=3,
+                                 chat_template=None, skip={0, 1}))
     assert list(chunks) == [2]
     assert chunks[2] == a["problems"][4:]
 
@@ -141,7 +147,7 @@ def data_file(tmp_path):
 
 def cli_args(tiny, data_file, out, *extra):
     parser = argparse.ArgumentParser()
-    ev.add_eval_arguments(parser)
+    cmd.add_eval_arguments(parser)
     return parser.parse_args([
         "--model", str(tiny[0]), "--data", str(data_file), "--n", "4", "--max-tokens", "5", "--batch-size", "8",
         "--dtype", "float32", "--device", "cpu", "--seed", "1", "--no-progress", "--out", str(out), *extra,
@@ -158,24 +164,24 @@ def test_resume_after_interruption_writes_the_same_file(tiny, data_file, tmp_pat
             return pools[-1]
         return make
 
-    monkeypatch.setattr(ev, "make_pool", fake_pool(None))
+    monkeypatch.setattr(cmd, "make_pool", fake_pool(None))
     whole = tmp_path / "whole.json"
-    assert ev.main_eval(cli_args(tiny, data_file, whole)) == 0
-    assert not ev.partial_path(whole).exists()
+    assert cmd.main_eval(cli_args(tiny, data_file, whole)) == 0
+    assert not cmd.partial_path(whole).exists()
 
     resumed = tmp_path / "resumed.json"
-    monkeypatch.setattr(ev, "make_pool", fake_pool(2))  # dies while scoring the second chunk
+    monkeypatch.setattr(cmd, "make_pool", fake_pool(2))  # dies while scoring the second chunk
     with pytest.raises(KeyboardInterrupt):
-        ev.main_eval(cli_args(tiny, data_file, resumed))
-    partial = ev.partial_path(resumed)
+        cmd.main_eval(cli_args(tiny, data_file, resumed))
+    partial = cmd.partial_path(resumed)
     lines = partial.read_text().splitlines()
     assert len(lines) == 2 and "settings" in json.loads(lines[0]) and json.loads(lines[1])["chunk"] == 0
     with partial.open("a") as fh:  # the process also died while writing a line
         fh.write('{"chunk": 1, "problems": [{"index": 2, "id"')
     assert not resumed.exists()
 
-    monkeypatch.setattr(ev, "make_pool", fake_pool(None))
-    assert ev.main_eval(cli_args(tiny, data_file, resumed)) == 0
+    monkeypatch.setattr(cmd, "make_pool", fake_pool(None))
+    assert cmd.main_eval(cli_args(tiny, data_file, resumed)) == 0
     assert len(pools[-1].seen) == 3 * 4  # only problems 2, 3, 4 were generated and scored again
     assert resumed.read_text() == whole.read_text()
     assert not partial.exists()
@@ -187,22 +193,22 @@ def test_resume_after_interruption_writes_the_same_file(tiny, data_file, tmp_pat
 @pytest.mark.parametrize("extra,key", [(("--temperature", "1.0"), "temperature"), (("--n", "2"), "n"),
                                        (("--limit", "3"), "num_problems")])
 def test_resume_with_other_settings_is_a_clear_error(tiny, data_file, tmp_path, monkeypatch, extra, key):
-    monkeypatch.setattr(ev, "make_pool", lambda workers, timeout_s: ScriptedPool(fail_on=2))
+    monkeypatch.setattr(cmd, "make_pool", lambda workers, timeout_s: ScriptedPool(fail_on=2))
     out = tmp_path / "r.json"
     with pytest.raises(KeyboardInterrupt):
-        ev.main_eval(cli_args(tiny, data_file, out))
+        cmd.main_eval(cli_args(tiny, data_file, out))
     with pytest.raises(UserError, match=f"different settings.*{key}: "):
-        ev.main_eval(cli_args(tiny, data_file, out, *extra))
+        cmd.main_eval(cli_args(tiny, data_file, out, *extra))
 
 
 def test_failed_start_does_not_block_other_settings(tiny, data_file, tmp_path, monkeypatch):
     # A first attempt dies in its first chunk (nothing finished): a rerun with other settings just starts over.
-    monkeypatch.setattr(ev, "make_pool", lambda workers, timeout_s: ScriptedPool(fail_on=1))
+    monkeypatch.setattr(cmd, "make_pool", lambda workers, timeout_s: ScriptedPool(fail_on=1))
     out = tmp_path / "r.json"
     with pytest.raises(KeyboardInterrupt):
-        ev.main_eval(cli_args(tiny, data_file, out))
-    monkeypatch.setattr(ev, "make_pool", lambda workers, timeout_s: ScriptedPool())
-    assert ev.main_eval(cli_args(tiny, data_file, out, "--temperature", "0.9")) == 0
+        cmd.main_eval(cli_args(tiny, data_file, out))
+    monkeypatch.setattr(cmd, "make_pool", lambda workers, timeout_s: ScriptedPool())
+    assert cmd.main_eval(cli_args(tiny, data_file, out, "--temperature", "0.9")) == 0
     assert json.loads(out.read_text())["settings"]["temperature"] == 0.9
 
 
@@ -210,7 +216,7 @@ def test_failed_start_does_not_block_other_settings(tiny, data_file, tmp_path, m
                                          (("--n", "0"), "--n 0")])
 def test_bad_arguments(tiny, data_file, tmp_path, extra, error):
     with pytest.raises(UserError, match=error):
-        ev.main_eval(cli_args(tiny, data_file, tmp_path / "x.json", *extra))
+        cmd.main_eval(cli_args(tiny, data_file, tmp_path / "x.json", *extra))
 
 
 def test_summary_means_are_exact():
@@ -236,10 +242,10 @@ def test_real_verifier_pool_matches_in_process_scoring(tiny, tmp_path, monkeypat
              "metadata": {"instruction_ids": ["punctuation:no_comma"], "kwargs": [{}]}} for i in range(4)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     workers = tmp_path / "workers.json"
-    assert ev.main_eval(cli_args(tiny, data, workers, "--max-tokens", "24")) == 0
-    monkeypatch.setattr(ev, "make_pool", lambda workers, timeout_s: ScoringPool(0))
+    assert cmd.main_eval(cli_args(tiny, data, workers, "--max-tokens", "24")) == 0
+    monkeypatch.setattr(cmd, "make_pool", lambda workers, timeout_s: ScoringPool(0))
     inline = tmp_path / "inline.json"
-    assert ev.main_eval(cli_args(tiny, data, inline, "--max-tokens", "24")) == 0
+    assert cmd.main_eval(cli_args(tiny, data, inline, "--max-tokens", "24")) == 0
     assert workers.read_text() == inline.read_text()
     result = json.loads(workers.read_text())
     assert result["domains"]["instruction"]["errors"] == 0

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reset)
 
     from prorl.eval.compare import add_compare_arguments, main_compare
-    from prorl.eval.evaluate import add_eval_arguments, main_eval
+    from prorl.eval.command import add_eval_arguments, main_eval
     from prorl.report import add_report_arguments, main_report
 
     p = sub.add_parser("eval", help="pass@k evaluation of a model on problem files")

@@ -76,10 +76,11 @@ def measure(model_dir: Path, problems, *, n: int, max_new_tokens: int, seed: int
     """pass@1 (from ``n`` samples, temperature 0.6, top-p 0.95) per kind, via the evaluation code."""
     from prorl.eval.evaluate import evaluate
     from prorl.policy import load_policy
+    from prorl.rollout import HFEngine, Sampling
 
     model, tokenizer = load_policy(model_dir, dtype="bfloat16")
-    return evaluate(model, tokenizer, problems, n=n, ks=[1, n], temperature=0.6, top_p=0.95,
-                    max_new_tokens=max_new_tokens, pool=pool, seed=seed)
+    sampling = Sampling(n=n, temperature=0.6, top_p=0.95, max_new_tokens=max_new_tokens)
+    return evaluate(HFEngine(model, tokenizer), tokenizer, problems, sampling, ks=[1, n], pool=pool, seed=seed)
 
 
 def _table(rows: list[tuple[str, float, float]], counts: dict[str, int]) -> str:
