@@ -2,19 +2,27 @@
 
 A recipe is a YAML file of these values; ``key.sub=value`` arguments override it; the resolved
 config is written into every run directory and checkpoint. Every field carries a one-line help
-string (``prorl train --help`` prints them all). Unknown keys and values of the wrong type are
-:class:`~prorl.errors.ConfigError` naming the key, the source and what was expected.
+string (``prorl train --help`` prints them all). Unknown keys, values of the wrong type, numbers
+that are not finite (YAML's ``.nan``/``.inf``) and values out of range are
+:class:`~prorl.errors.ConfigError` naming the key, the source (and the stage, for a stage's
+overrides) and what was expected: one message, before anything is written.
 
 Plain Python: no torch.
 
 >>> cfg = resolve_config({"rollout": {"n": 8}}, ["algo.clip_high=0.28"])
 >>> cfg.rollout.n, cfg.algo.clip_high, cfg.algo.clip_low
 (8, 0.28, 0.2)
+>>> resolve_config({}, ["train.lr=0"])
+Traceback (most recent call last):
+...
+prorl.errors.ConfigError: config key 'train.lr': expected a learning rate in (0, 1], got 0.0
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -48,20 +56,22 @@ class DataConfig:
     train_files: list = _f([], "Training problem files (JSONL, Parquet, or a saved HF dataset directory).")
     val_files: list = _f([], "Validation problem files; empty uses val_fraction of the training problems.")
     adapter: str | None = _f(None, "Source-format adapter for the files (None: our schema or auto-detected).")
-    weights: dict = _f({}, "Per-domain mixture weights, e.g. {math: 0.4, code: 0.2}; empty: proportional to size.")
-    val_size: int = _f(64, "Validation problems used (the first N of the validation set).")
-    val_fraction: float = _f(0.05, "Fraction of training problems held out when val_files is empty.")
+    weights: dict = _f({}, "Per-domain mixture weights >= 0, e.g. {math: 0.4, code: 0.2}; empty: proportional "
+                           "to size.")
+    val_size: int = _f(64, "Validation problems used (the first N >= 0 of the validation set).")
+    val_fraction: float = _f(0.05, "Fraction in [0, 1) of training problems held out when val_files is empty.")
     builtin: str | None = _f(None, "Built-in arithmetic instead of files: kinds add,sub,add21,add3,add22 "
                                    "(validation: their held-out split).")
 
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    n: int = _f(16, "Samples per prompt (the group size).")
-    temperature: float = _f(1.2, "Sampling temperature for training rollouts.")
-    top_p: float = _f(1.0, "Nucleus sampling threshold for training rollouts.")
-    max_new_tokens: int = _f(8192, "Maximum response length in tokens; longer responses are cut (finish 'length').")
-    batch_size: int | None = _f(None, "Sequences generated per engine call (None: all at once).")
+    n: int = _f(16, "Samples per prompt (the group size), >= 2: the advantages compare the samples of a prompt.")
+    temperature: float = _f(1.2, "Sampling temperature for training rollouts, > 0 (the trainer's log-probs use it).")
+    top_p: float = _f(1.0, "Nucleus sampling threshold for training rollouts, in (0, 1].")
+    max_new_tokens: int = _f(8192, "Maximum response length in tokens (>= 1); longer responses are cut "
+                                   "(finish 'length').")
+    batch_size: int | None = _f(None, "Sequences generated per engine call, >= 1 (None: all at once).")
     dtype: str = _f("bfloat16", "Dtype of the generation copy of the policy (synced after every update).")
     engine: str = _f("hf", "Rollout engine (prorl.rollout.ENGINES): hf, the built-in decode loop on the Hugging Face model.")
 
@@ -71,66 +81,71 @@ class RewardConfig:
     truncated_reward: float | None = _f(None, "Reward for responses cut at max_new_tokens (None: score them as usual).")
     binarize_logic: bool = _f(False, "Give logic puzzles reward 1 only for a perfect score.")
     workers: int = _f(2, "Verifier worker processes (0: score in-process, no deadlines).")
-    timeout_s: float = _f(30.0, "Hard deadline per scored sample; a verifier past it scores 0.")
+    timeout_s: float = _f(30.0, "Hard deadline in seconds (> 0) per scored sample; a verifier past it scores 0.")
 
 
 @dataclass(frozen=True)
 class AlgoConfig:
-    clip_low: float = _f(0.2, "PPO lower clip: ratio is clipped below 1 - clip_low (eps_low).")
-    clip_high: float = _f(0.4, "Decoupled upper clip: ratio is clipped above 1 + clip_high (eps_high).")
-    kl_beta: float = _f(1e-4, "Weight of the KL penalty to the reference policy (0 disables it and the reference).")
+    clip_low: float = _f(0.2, "PPO lower clip, in [0, 1): ratio is clipped below 1 - clip_low (eps_low).")
+    clip_high: float = _f(0.4, "Decoupled upper clip, >= 0: ratio is clipped above 1 + clip_high (eps_high).")
+    kl_beta: float = _f(1e-4, "Weight (>= 0) of the KL penalty to the reference policy (0 disables it and the "
+                              "reference).")
     kl_kind: str = _f("k3", "KL estimator: k1, k2 or k3.")
     loss_agg: str = _f("token-mean", "Loss aggregation: token-mean, seq-mean-token-mean or seq-mean-token-sum-norm.")
     advantage: str = _f("grpo", "Advantages: grpo (group mean/std), drgrpo (group mean only) or rloo-batch-std "
                                  "(REINFORCE++-baseline: group mean, then batch std).")
     dynamic_sampling: bool = _f(True, "Drop groups whose scores are all equal and generate more to refill the batch.")
-    max_gen_batches: int = _f(4, "Most generation batches per step when refilling dropped groups.")
+    max_gen_batches: int = _f(4, "Most generation batches per step (>= 1) when refilling dropped groups.")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = _f(1000, "Training steps (rollout batches) when no stages are given.")
-    prompts_per_step: int = _f(256, "Prompts (groups) per rollout batch.")
-    mini_batch_prompts: int = _f(64, "Prompts per optimizer step: prompts_per_step / mini_batch_prompts updates a batch.")
-    micro_batch_size: int = _f(16, "Sequences per forward/backward pass (memory; does not change the gradient).")
-    epochs: int = _f(1, "Passes over each rollout batch.")
-    lr: float = _f(2e-6, "AdamW learning rate (constant after warm-up).")
-    warmup_steps: int = _f(0, "Optimizer steps of linear learning-rate warm-up (restarts after an optimizer reset).")
-    weight_decay: float = _f(0.01, "AdamW weight decay.")
-    betas: list = _f([0.9, 0.999], "AdamW betas.")
-    grad_clip: float = _f(1.0, "Clip the gradient's global norm to this value (0: no clipping).")
+    steps: int = _f(1000, "Training steps (rollout batches, >= 1) when no stages are given.")
+    prompts_per_step: int = _f(256, "Prompts (groups) per rollout batch (>= 1).")
+    mini_batch_prompts: int = _f(64, "Prompts per optimizer step, a divisor of prompts_per_step: "
+                                     "prompts_per_step / mini_batch_prompts updates a batch.")
+    micro_batch_size: int = _f(16, "Sequences per forward/backward pass, >= 1 (memory; does not change the gradient).")
+    epochs: int = _f(1, "Passes over each rollout batch (>= 1).")
+    lr: float = _f(2e-6, "AdamW learning rate, in (0, 1] (constant after warm-up).")
+    warmup_steps: int = _f(0, "Optimizer steps (>= 0) of linear learning-rate warm-up (restarts after an "
+                              "optimizer reset).")
+    weight_decay: float = _f(0.01, "AdamW weight decay (>= 0).")
+    betas: list = _f([0.9, 0.999], "AdamW betas: two numbers in [0, 1).")
+    grad_clip: float = _f(1.0, "Clip the gradient's global norm to this value, >= 0 (0: no clipping).")
     autocast_bf16: bool = _f(False, "Run training forward/backward under bfloat16 autocast (weights stay in model.dtype).")
     seed: int = _f(0, "Seed for data order, sampling and shuffling.")
 
 
 @dataclass(frozen=True)
 class ResetConfig:
-    every: int = _f(0, "Hard reference reset every N steps (0: never on schedule).")
+    every: int = _f(0, "Hard reference reset every N >= 0 steps (0: never on schedule).")
     keep_optimizer: bool = _f(False, "Keep the optimizer state at a reset (ProRL v2); default re-initialises it.")
-    val_patience: int = _f(0, "Reset when validation pass@1 has not improved for this many validations (0: off).")
-    kl_threshold: float = _f(0.0, "Reset when the mean KL to the reference exceeds this (0: off).")
+    val_patience: int = _f(0, "Reset when validation pass@1 has not improved for this many (>= 0) validations "
+                              "(0: off).")
+    kl_threshold: float = _f(0.0, "Reset when the mean KL to the reference exceeds this, >= 0 (0: off).")
 
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    every: int = _f(50, "Validate every N steps (0: never during training).")
-    n: int = _f(4, "Samples per validation problem (pass@1 is estimated from them).")
-    temperature: float = _f(0.6, "Validation sampling temperature.")
-    top_p: float = _f(0.95, "Validation nucleus threshold.")
-    max_new_tokens: int | None = _f(None, "Validation response limit (None: the rollout limit).")
+    every: int = _f(50, "Validate every N >= 0 steps (0: never during training).")
+    n: int = _f(4, "Samples per validation problem, >= 1 (pass@1 is estimated from them).")
+    temperature: float = _f(0.6, "Validation sampling temperature, >= 0 (0: greedy).")
+    top_p: float = _f(0.95, "Validation nucleus threshold, in (0, 1].")
+    max_new_tokens: int | None = _f(None, "Validation response limit, >= 1 (None: the rollout limit).")
     at_start: bool = _f(True, "Validate before the first step too.")
 
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    every: int = _f(100, "Checkpoint every N steps (0: only at the end).")
-    keep_last: int = _f(2, "Checkpoints to keep (older ones are deleted).")
+    every: int = _f(100, "Checkpoint every N >= 0 steps (0: only at the end).")
+    keep_last: int = _f(2, "Checkpoints to keep, >= 1 (older ones are deleted; 0 would delete the one just "
+                           "written).")
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    rollouts_every: int = _f(10, "Write sampled rollouts to rollouts/step_N.jsonl every N steps (0: never).")
-    rollouts_per_step: int = _f(16, "How many rollouts to write each time.")
+    rollouts_every: int = _f(10, "Write sampled rollouts to rollouts/step_N.jsonl every N >= 0 steps (0: never).")
+    rollouts_per_step: int = _f(16, "How many rollouts (>= 0) to write each time.")
     progress: bool = _f(True, "Show a progress bar.")
 
 
@@ -171,11 +186,16 @@ def _type_ok(value: Any, annotation: Any) -> bool:
 
 
 def _looks_float(text: str) -> bool:
+    """Whether ``text`` spells a number, finite or not (``"1e-3"``, ``"nan"``, ``"inf"``).
+
+    >>> _looks_float("1e-3"), _looks_float("nan"), _looks_float("fast")
+    (True, True, False)
+    """
     try:
         float(text)
     except ValueError:
         return False
-    return text.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity")
+    return True
 
 
 def _describe(annotation: Any) -> str:
@@ -202,7 +222,11 @@ def _build(cls, values: dict, where: str, prefix: str = ""):
         if not _type_ok(value, f.type):
             raise ConfigError(f"{where}: config key '{prefix}{key}': expected {_describe(f.type)}, "
                               f"got {value!r} ({type(value).__name__})")
-        kwargs[key] = float(value) if f.type in ("float", "float | None") and isinstance(value, int) else value
+        if f.type in ("float", "float | None") and isinstance(value, int):
+            value = float(value) if abs(value) < 2 ** 1000 else math.inf  # an int too large for a float
+        if isinstance(value, float) and not math.isfinite(value):  # YAML's .nan / .inf, or "nan" / "inf"
+            raise ConfigError(f"{where}: config key '{prefix}{key}': expected a finite number, got {value!r}")
+        kwargs[key] = value
     return cls(**kwargs)
 
 
@@ -266,34 +290,165 @@ def load_recipe(path: str | Path) -> dict:
     return data
 
 
-def validate(cfg: Config) -> None:
-    """Checks that span fields (ranges and combinations)."""
+GROUP_ADVANTAGES = ("grpo", "drgrpo", "rloo-batch-std")
+"""Advantage estimators that compare the samples of one prompt (with one sample every advantage is 0)."""
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+def _number(x: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _needer(where: str):
+    """``need(ok, key, what, value)`` raises ``ConfigError("<where>config key 'key': expected what, got value")``."""
     def need(ok: bool, key: str, what: str, value: Any):
         if not ok:
-            raise ConfigError(f"config key '{key}': expected {what}, got {value!r}")
+            raise ConfigError(f"{where}config key '{key}': expected {what}, got {value!r}")
+    return need
 
-    need(cfg.rollout.n >= 1, "rollout.n", "an integer >= 1", cfg.rollout.n)
-    need(cfg.rollout.temperature >= 0, "rollout.temperature", "a number >= 0", cfg.rollout.temperature)
-    need(0 < cfg.rollout.top_p <= 1, "rollout.top_p", "a number in (0, 1]", cfg.rollout.top_p)
-    need(cfg.algo.kl_kind in ("k1", "k2", "k3"), "algo.kl_kind", "one of k1, k2, k3", cfg.algo.kl_kind)
-    need(cfg.algo.loss_agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"),
-         "algo.loss_agg", "token-mean, seq-mean-token-mean or seq-mean-token-sum-norm", cfg.algo.loss_agg)
-    need(cfg.algo.advantage in ("grpo", "drgrpo", "rloo-batch-std"), "algo.advantage",
-         "grpo, drgrpo or rloo-batch-std", cfg.algo.advantage)
-    need(cfg.train.prompts_per_step % cfg.train.mini_batch_prompts == 0, "train.mini_batch_prompts",
-         f"a divisor of train.prompts_per_step={cfg.train.prompts_per_step}", cfg.train.mini_batch_prompts)
-    need(cfg.model.dtype in ("float32", "bfloat16", "float16"), "model.dtype", "float32, bfloat16 or float16", cfg.model.dtype)
-    need(cfg.rollout.dtype in ("float32", "bfloat16", "float16"), "rollout.dtype", "float32, bfloat16 or float16", cfg.rollout.dtype)
+
+def validate(cfg: Config) -> None:
+    """Ranges and combinations of fields, for the config and for each stage's effective config.
+
+    A stage's message begins with the stage: ``stages[1] (run2): config key 'train.lr': expected ...``.
+
+    >>> validate(resolve_config({"stages": [{"name": "a", "steps": 2}]}))
+    >>> resolve_config({"stages": [{"name": "a", "steps": 2}, {"name": "b", "steps": 2, "overrides": {"train.lr": 0}}]})
+    Traceback (most recent call last):
+    ...
+    prorl.errors.ConfigError: stages[1] (b): config key 'train.lr': expected a learning rate in (0, 1], got 0.0
+    """
+    _check_settings(cfg, "", staged=bool(cfg.stages))
+    _check_stage_list(cfg)
+    if not cfg.stages:
+        return
+    need = _needer("")
+    for stage in stage_configs(cfg):
+        _check_settings(stage.cfg, f"stages[{stage.index}] ({stage.name}): ", staged=True)
+        need(cfg.algo.kl_beta > 0 or stage.cfg.algo.kl_beta == 0, f"stages[{stage.index}].overrides.algo.kl_beta",
+             "0, as the base algo.kl_beta (the reference policy is made once per run, only when algo.kl_beta > 0)",
+             stage.cfg.algo.kl_beta)
+
+
+def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
+    """The range checks of one (base or stage-effective) config; ``staged``: stages give the step counts."""
+    need = _needer(where)
+    m, d, r, rw, a, t = cfg.model, cfg.data, cfg.rollout, cfg.reward, cfg.algo, cfg.train
+
+    need(m.dtype in DTYPE_NAMES, "model.dtype", "float32, bfloat16 or float16", m.dtype)
+    need(re.fullmatch(r"auto|(cpu|cuda)(:\d+)?", m.device) is not None, "model.device", "auto, cpu, cuda or cuda:N",
+         m.device)
+
+    need(_int(d.val_size) and d.val_size >= 0, "data.val_size", "an integer >= 0", d.val_size)
+    need(_number(d.val_fraction) and 0 <= d.val_fraction < 1, "data.val_fraction", "a fraction in [0, 1)",
+         d.val_fraction)
+    if d.weights:
+        from prorl.data.schema import DOMAINS  # plain Python, like this module
+
+        for domain, weight in d.weights.items():
+            need(domain in DOMAINS, "data.weights", f"domains among {', '.join(DOMAINS)}", domain)
+            need(_number(weight) and weight >= 0, f"data.weights.{domain}", "a finite number >= 0", weight)
+        need(sum(d.weights.values()) > 0, "data.weights", "at least one weight > 0 (or no weights: by size)",
+             d.weights)
+
+    need(a.kl_kind in ("k1", "k2", "k3"), "algo.kl_kind", "one of k1, k2, k3", a.kl_kind)
+    need(a.loss_agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"),
+         "algo.loss_agg", "token-mean, seq-mean-token-mean or seq-mean-token-sum-norm", a.loss_agg)
+    need(a.advantage in GROUP_ADVANTAGES, "algo.advantage", "grpo, drgrpo or rloo-batch-std", a.advantage)
+    need(_number(a.clip_low) and 0 <= a.clip_low < 1, "algo.clip_low",
+         "a number in [0, 1) (the ratio is clipped below 1 - clip_low)", a.clip_low)
+    need(_number(a.clip_high) and a.clip_high >= 0, "algo.clip_high",
+         "a number >= 0 (the ratio is clipped above 1 + clip_high)", a.clip_high)
+    need(_number(a.kl_beta) and a.kl_beta >= 0, "algo.kl_beta", "a number >= 0 (0: no KL penalty)", a.kl_beta)
+    need(_int(a.max_gen_batches) and a.max_gen_batches >= 1, "algo.max_gen_batches", "an integer >= 1",
+         a.max_gen_batches)
+
+    if a.advantage in GROUP_ADVANTAGES:
+        need(_int(r.n) and r.n >= 2, "rollout.n",
+             "an integer >= 2: group advantages need at least two samples per prompt "
+             f"(with one, every algo.advantage={a.advantage} advantage is 0)", r.n)
+    need(_int(r.n) and r.n >= 1, "rollout.n", "an integer >= 1", r.n)
+    need(_number(r.temperature) and r.temperature > 0, "rollout.temperature",
+         "a number > 0 (the trainer's log-probs divide the logits by it)", r.temperature)
+    need(_number(r.top_p) and 0 < r.top_p <= 1, "rollout.top_p", "a number in (0, 1]", r.top_p)
+    need(_int(r.max_new_tokens) and r.max_new_tokens >= 1, "rollout.max_new_tokens", "an integer >= 1",
+         r.max_new_tokens)
+    need(r.batch_size is None or (_int(r.batch_size) and r.batch_size >= 1), "rollout.batch_size",
+         "an integer >= 1, or null (all at once)", r.batch_size)
+    need(r.dtype in DTYPE_NAMES, "rollout.dtype", "float32, bfloat16 or float16", r.dtype)
+
+    need(_number(rw.timeout_s) and rw.timeout_s > 0, "reward.timeout_s", "a number of seconds > 0", rw.timeout_s)
+    need(_int(rw.workers) and rw.workers >= 0, "reward.workers", "an integer >= 0 (0: score in-process)", rw.workers)
+    need(rw.truncated_reward is None or _number(rw.truncated_reward), "reward.truncated_reward",
+         "a finite number, or null", rw.truncated_reward)
+
+    if not staged:
+        need(_int(t.steps) and t.steps >= 1, "train.steps", "an integer >= 1 (the training steps)", t.steps)
+    need(_int(t.prompts_per_step) and t.prompts_per_step >= 1, "train.prompts_per_step", "an integer >= 1",
+         t.prompts_per_step)
+    need(_int(t.mini_batch_prompts) and t.mini_batch_prompts >= 1, "train.mini_batch_prompts", "an integer >= 1",
+         t.mini_batch_prompts)
+    need(t.prompts_per_step % t.mini_batch_prompts == 0, "train.mini_batch_prompts",
+         f"a divisor of train.prompts_per_step={t.prompts_per_step}", t.mini_batch_prompts)
+    need(_int(t.micro_batch_size) and t.micro_batch_size >= 1, "train.micro_batch_size", "an integer >= 1",
+         t.micro_batch_size)
+    need(_int(t.epochs) and t.epochs >= 1, "train.epochs", "an integer >= 1", t.epochs)
+    need(_number(t.lr) and 0 < t.lr <= 1, "train.lr", "a learning rate in (0, 1]", t.lr)
+    need(_int(t.warmup_steps) and t.warmup_steps >= 0, "train.warmup_steps", "an integer >= 0", t.warmup_steps)
+    need(_number(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay", "a number >= 0", t.weight_decay)
+    need(isinstance(t.betas, (list, tuple)) and len(t.betas) == 2 and all(_number(b) and 0 <= b < 1 for b in t.betas),
+         "train.betas", "two numbers in [0, 1), e.g. [0.9, 0.999]", t.betas)
+    need(_number(t.grad_clip) and t.grad_clip >= 0, "train.grad_clip", "a number >= 0 (0: no clipping)", t.grad_clip)
+
+    need(_int(cfg.reset.every) and cfg.reset.every >= 0, "reset.every", "an integer >= 0 (0: never on schedule)",
+         cfg.reset.every)
+    need(_int(cfg.reset.val_patience) and cfg.reset.val_patience >= 0, "reset.val_patience",
+         "an integer >= 0 (0: off)", cfg.reset.val_patience)
+    need(_number(cfg.reset.kl_threshold) and cfg.reset.kl_threshold >= 0, "reset.kl_threshold",
+         "a number >= 0 (0: off)", cfg.reset.kl_threshold)
+
+    v = cfg.validation
+    need(_int(v.every) and v.every >= 0, "validation.every", "an integer >= 0 (0: never during training)", v.every)
+    need(_int(v.n) and v.n >= 1, "validation.n", "an integer >= 1", v.n)
+    need(_number(v.temperature) and v.temperature >= 0, "validation.temperature", "a number >= 0 (0: greedy)",
+         v.temperature)
+    need(_number(v.top_p) and 0 < v.top_p <= 1, "validation.top_p", "a number in (0, 1]", v.top_p)
+    need(v.max_new_tokens is None or (_int(v.max_new_tokens) and v.max_new_tokens >= 1), "validation.max_new_tokens",
+         "an integer >= 1, or null (the rollout limit)", v.max_new_tokens)
+
+    c = cfg.checkpoint
+    need(_int(c.every) and c.every >= 0, "checkpoint.every", "an integer >= 0 (0: only at the end)", c.every)
+    need(_int(c.keep_last) and c.keep_last >= 1, "checkpoint.keep_last",
+         "an integer >= 1 (the checkpoints kept; 0 would delete the one just written)", c.keep_last)
+
+    need(_int(cfg.log.rollouts_every) and cfg.log.rollouts_every >= 0, "log.rollouts_every",
+         "an integer >= 0 (0: never)", cfg.log.rollouts_every)
+    need(_int(cfg.log.rollouts_per_step) and cfg.log.rollouts_per_step >= 0, "log.rollouts_per_step",
+         "an integer >= 0", cfg.log.rollouts_per_step)
+
+
+def _check_stage_list(cfg: Config) -> None:
+    """The shape of ``stages``: each a mapping of name, steps, reset and overrides of stage-changeable keys."""
+    need = _needer("")
     for i, stage in enumerate(cfg.stages):
-        need(isinstance(stage, dict) and isinstance(stage.get("steps"), int) and stage["steps"] > 0,
+        need(isinstance(stage, dict) and _int(stage.get("steps")) and stage["steps"] > 0,
              f"stages[{i}].steps", "a positive integer", stage.get("steps") if isinstance(stage, dict) else stage)
         unknown = set(stage) - {"name", "steps", "reset", "overrides"}
         need(not unknown, f"stages[{i}]", "keys name, steps, reset, overrides", sorted(unknown))
-        for key in stage.get("overrides") or {}:
+        need(isinstance(stage.get("reset", False), bool), f"stages[{i}].reset", "true or false", stage.get("reset"))
+        overrides = stage.get("overrides") or {}
+        need(isinstance(overrides, dict), f"stages[{i}].overrides", "a mapping of key.sub: value", overrides)
+        for key in overrides:
+            need(isinstance(key, str), f"stages[{i}].overrides", "key.sub names", key)
             need(not key.startswith(FIXED_FOR_THE_RUN), f"stages[{i}].overrides.{key}",
                  f"a setting that may change between stages (not {', '.join(FIXED_FOR_THE_RUN)}: "
                  "they are fixed for the whole run)", key)
-    stage_configs(cfg)  # stage overrides must themselves be valid
 
 
 FIXED_FOR_THE_RUN = ("stages", "run_dir", "model.", "train.seed", "rollout.dtype", "rollout.engine")
@@ -351,9 +506,9 @@ def stage_configs(cfg: Config) -> list[Stage]:
         for key, value in (stage.get("overrides") or {}).items():
             merged = _deep_merge(merged, _nest(key.split("."), value))
         merged = dict(merged, stages=[])
-        effective = _build(Config, merged, f"stages[{i}] ({stage.get('name', i)})")
-        out.append(Stage(i, str(stage.get("name", f"stage{i + 1}")), int(stage["steps"]), bool(stage.get("reset", False)),
-                         first, effective))
+        name = str(stage.get("name", f"stage{i + 1}"))
+        effective = _build(Config, merged, f"stages[{i}] ({name})")
+        out.append(Stage(i, name, int(stage["steps"]), bool(stage.get("reset", False)), first, effective))
         first += int(stage["steps"])
     return out
 

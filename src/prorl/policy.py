@@ -8,6 +8,7 @@ model for just those, which keeps the ``[B, L, vocab]`` tensor off the prompt.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -42,8 +43,15 @@ def resolve_device(name: str, *, setting: str = "model.device") -> torch.device:
 def load_policy(path: str | Path, *, dtype: str = "bfloat16", device: str = "cpu"):
     """Load ``(model, tokenizer)`` from a local directory (or a hub id where there is network).
 
-    A missing local path is a :class:`~prorl.errors.UserError` with the path in its message.
+    What is wrong with a local directory is a :class:`~prorl.errors.UserError` naming the path and the
+    problem, not a library traceback: a missing directory, no ``config.json`` (or one that is not a JSON
+    object with a ``model_type``), a weights file that is truncated or not a safetensors file, weights
+    missing from the checkpoint or of the wrong shape for the config, a tokenizer that is absent or
+    cannot be loaded.
     """
+    import pickle
+
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -53,16 +61,122 @@ def load_policy(path: str | Path, *, dtype: str = "bfloat16", device: str = "cpu
     looks_local = str(path).startswith((".", "/", "~")) or Path(path).exists()
     if looks_local and not Path(path).expanduser().is_dir():
         raise UserError(f"model path {path}: no such directory (expected a Hugging Face model folder)")
+    source = str(Path(path).expanduser()) if looks_local else str(path)
+    if looks_local:
+        _check_model_dir(Path(source), path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(Path(path).expanduser()) if looks_local else path)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(Path(path).expanduser()) if looks_local else path, dtype=DTYPES[dtype]
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:  # unreadable or broken tokenizer files; no network for a hub id
+        raise UserError(f"model path {path}: could not load the tokenizer ({_first_line(exc)})") from exc
+    # The library's multi-line load report is replaced by the one-line errors below. A filter, not a level:
+    # transformers runs extra checks (and warns) when this logger's level is WARNING or above.
+    report = logging.getLogger("transformers.modeling_utils")
+    quiet = _BelowError()
+    report.addFilter(quiet)
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            source, dtype=DTYPES[dtype], output_loading_info=True, ignore_mismatched_sizes=True
         )
-    except OSError as exc:  # not a model folder, or no network for a hub id
-        raise UserError(f"model path {path}: could not load a causal LM ({exc})") from exc
+    except SafetensorError as exc:
+        raise UserError(f"model path {path}: a weights file is not a valid safetensors file "
+                        f"({_first_line(exc)})") from exc
+    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) of a .bin that is not a plain checkpoint
+        raise UserError(f"model path {path}: a weights file is not a valid PyTorch checkpoint (it does not unpickle "
+                        "as plain tensors)") from exc
+    except (OSError, ValueError) as exc:  # not a model folder, or no network for a hub id
+        raise UserError(f"model path {path}: could not load a causal LM ({_first_line(exc)})") from exc
+    finally:
+        report.removeFilter(quiet)
+    _check_loading_info(info, path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer
+
+
+class _BelowError(logging.Filter):
+    """Drops log records below ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "spiece.model", "merges.txt")
+
+
+def _check_model_dir(folder: Path, path) -> None:
+    """The cheap checks of a local model folder: config.json, the weights files' headers, tokenizer files."""
+    import json
+    import zipfile
+
+    from safetensors import SafetensorError, safe_open
+
+    config = folder / "config.json"
+    if not config.is_file():
+        raise UserError(f"model path {path}: no config.json (expected a Hugging Face model folder: "
+                        "config.json, weights, tokenizer files)")
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"model path {path}: config.json is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"model path {path}: config.json is not a JSON object (got {type(data).__name__})")
+    if "model_type" not in data and "auto_map" not in data:
+        raise UserError(f"model path {path}: config.json has no model_type (expected a Hugging Face model config)")
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"model path {path}: {index.name} is not a valid weights index "
+                            f"({type(exc).__name__}: {exc})") from exc
+    else:
+        shards = ["model.safetensors"] if (folder / "model.safetensors").exists() else []
+    for name in shards:
+        file = folder / name
+        if not file.is_file():
+            raise UserError(f"model path {path}: {name} is missing (named by {index.name})" if index.is_file()
+                            else f"model path {path}: {name} is not a file")
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except SafetensorError as exc:  # a truncated file, or not a safetensors file at all
+            detail = _first_line(exc).removeprefix("Error while deserializing header: ")
+            raise UserError(f"model path {path}: {name} is not a valid safetensors file ({detail})") from exc
+        except OSError as exc:
+            raise UserError(f"model path {path}: {name} cannot be read ({exc})") from exc
+    binary = folder / "pytorch_model.bin"
+    if not shards and binary.is_file():
+        with open(binary, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"
+        if zipped and not zipfile.is_zipfile(binary):
+            raise UserError(f"model path {path}: pytorch_model.bin is not a valid PyTorch checkpoint "
+                            "(a zip archive cut short: truncated?)")
+
+    if not any(folder.joinpath(name).is_file() for name in TOKENIZER_FILES) and not any(folder.glob("*.tiktoken")):
+        raise UserError(f"model path {path}: no tokenizer files (expected tokenizer.json or tokenizer_config.json "
+                        "and its vocabulary)")
+
+
+def _check_loading_info(info: dict, path) -> None:
+    """Weights the checkpoint lacks, or has in another shape, are an error (they would start random)."""
+    mismatched = list(info.get("mismatched_keys") or [])
+    if mismatched:
+        shown = ", ".join(f"{key}: {tuple(ckpt)} in the file, {tuple(model)} by config.json"
+                          for key, ckpt, model in sorted(mismatched)[:2])
+        raise UserError(f"model path {path}: {len(mismatched)} weight(s) do not fit config.json ({shown}"
+                        f"{', ...' if len(mismatched) > 2 else ''})")
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise UserError(f"model path {path}: the checkpoint lacks {len(missing)} of the model's weights "
+                        f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); they would start random")
 
 
 def encode_prompts(tokenizer, prompts: list[str], *, chat_template: bool | None = None) -> list[list[int]]:
