@@ -1,51 +1,21 @@
 """The trainer end to end on a tiny local model: metrics, resets, checkpoints, exact resume, NaN safety."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from prorl import algo
+from tiny_run import strip_times, tiny_config
+
+from prorl.batch import Batch, batch_logprobs
 from prorl.config import resolve_config
 from prorl.data.builtin import make_problems
-from prorl.demo import warm_start
 from prorl.errors import UserError
 from prorl.policy import load_policy, resolve_device
 from prorl.runlog import read_jsonl
-from prorl.tiny import build_char_tokenizer, build_tiny_model
-from prorl.batch import Batch, batch_logprobs
 from prorl.train import train
 from prorl.update import make_optimizer, reset_reference, update_policy
-
-
-@pytest.fixture(scope="module")
-def warm_model(tmp_path_factory) -> Path:
-    """A tiny model warm-started on one-digit addition, so groups have reward variance."""
-    root = tmp_path_factory.mktemp("model")
-    tok = build_char_tokenizer(root / "base")
-    build_tiny_model(root / "base", tok, size="1m", seed=0)
-    model, tok = load_policy(root / "base", dtype="float32")
-    torch.manual_seed(0)
-    warm_start(model, tok, make_problems("add", 500, seed=1), steps=300, lr=3e-3, batch_size=32, seed=0)
-    model.save_pretrained(root / "warm")
-    tok.save_pretrained(root / "warm")
-    return root / "warm"
-
-
-def tiny_config(model_dir: Path, run_dir: Path, *extra: str):
-    return resolve_config({}, [
-        f"model.path={model_dir}", f"run_dir={run_dir}", "data.builtin=add", "data.val_size=8",
-        "rollout.n=4", "rollout.max_new_tokens=12", "rollout.temperature=1.2", "rollout.dtype=float32",
-        "train.steps=4", "train.prompts_per_step=4", "train.mini_batch_prompts=2", "train.micro_batch_size=8",
-        "train.lr=2e-4", "algo.kl_beta=1e-2", "algo.max_gen_batches=3", "reward.workers=0",
-        "validation.every=2", "validation.n=2", "checkpoint.every=2", "log.progress=false", "log.rollouts_every=2",
-        *extra,
-    ])
-
-
-def strip_times(rows):
-    return [{k: v for k, v in r.items() if not k.startswith(("time/", "perf/tokens_per_s")) and k != "time"} for r in rows]
 
 
 def test_train_writes_metrics_events_and_a_loadable_checkpoint(warm_model, tmp_path):
@@ -248,3 +218,17 @@ def test_every_phase_reads_the_stage_config(warm_model, tmp_path):
         assert {p.metadata["task"] for p in run.sampler.next_batch(4)} == {"sub"}
     finally:
         run.pool.close()
+
+
+@pytest.mark.parametrize("lr, what", [(1e6, "norm grew from .* at learning rate 1e\\+06"), (1e38, "non-finite weights")])
+def test_an_update_that_blows_up_the_weights_stops_before_anything_is_written(warm_model, tmp_path, lr, what):
+    # Config validation caps train.lr; an optimizer that still diverges is caught after its step.
+    from prorl.update import UnstableUpdate
+
+    cfg, model, batch = build_batch(warm_model, tmp_path, "train.mini_batch_prompts=4")
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    old = batch_logprobs(model, batch, 8, 1.2, False)
+    with pytest.raises(UnstableUpdate, match=what):
+        update_policy(model, optimizer, scheduler, batch, torch.randn(len(batch.problems)), old, old, cfg,
+                      torch.Generator().manual_seed(0))

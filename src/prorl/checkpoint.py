@@ -13,11 +13,14 @@ replaced atomically: a crash mid-write leaves the previous checkpoint intact and
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
 
 import torch
+
+from prorl.errors import UserError
 
 
 def checkpoint_root(run_dir: str | Path) -> Path:
@@ -37,25 +40,70 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 def save_checkpoint(run_dir: str | Path, step: int, *, policy, reference, tokenizer, trainer_state: dict,
                     keep_last: int = 2) -> Path:
+    """Write checkpoint ``step`` atomically, point ``latest`` at it, delete all but the newest ``keep_last``.
+
+    A full disk (or quota) while writing is a :class:`~prorl.errors.UserError` saying so, with the path and
+    the bytes the checkpoint needs; the partial directory is removed and ``latest`` still names the previous
+    checkpoint.
+    """
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:06d}"
     final, tmp = root / name, root / f"{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    policy.save_pretrained(tmp / "policy")
-    tokenizer.save_pretrained(tmp / "policy")
-    if reference is not None:
-        reference.save_pretrained(tmp / "reference")
-    torch.save(trainer_state, tmp / "trainer_state.pt")
+    try:
+        policy.save_pretrained(tmp / "policy")
+        tokenizer.save_pretrained(tmp / "policy")
+        if reference is not None:
+            reference.save_pretrained(tmp / "reference")
+        torch.save(trainer_state, tmp / "trainer_state.pt")
+    except (OSError, RuntimeError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _disk_full(exc):
+            raise
+        need = checkpoint_bytes(policy, reference, trainer_state)
+        free = shutil.disk_usage(root).free
+        raise UserError(f"no space left on device writing checkpoint {tmp} (it needs about {need:,} bytes, "
+                        f"{free:,} are free); the partial checkpoint was removed and {latest_name(root)} is still "
+                        f"the latest; free space and continue with `prorl train --resume {run_dir}`") from None
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     pointer_tmp = root / "latest.tmp"
     pointer_tmp.write_text(name + "\n")
     os.replace(pointer_tmp, root / "latest")
     old = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
-    for path in old[: max(len(old) - keep_last, 0)]:
+    for path in old[: max(len(old) - max(keep_last, 1), 0)]:  # never the one just written
         shutil.rmtree(path, ignore_errors=True)
     return final
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether a write failed for lack of space: ENOSPC/EDQUOT, or torch's zip writer reporting a short write."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)
+    return "unexpected pos" in text or "file write failed" in text or "No space left" in text
+
+
+def checkpoint_bytes(policy, reference, trainer_state: dict) -> int:
+    """About how many bytes a checkpoint takes: the weights (twice with a reference) and the optimizer's tensors."""
+    def tensor_bytes(tree) -> int:
+        if isinstance(tree, torch.Tensor):
+            return tree.numel() * tree.element_size()
+        if isinstance(tree, dict):
+            return sum(tensor_bytes(v) for v in tree.values())
+        if isinstance(tree, (list, tuple)):
+            return sum(tensor_bytes(v) for v in tree)
+        return 0
+
+    weights = sum(p.numel() * p.element_size() for p in policy.state_dict().values())
+    return weights * (2 if reference is not None else 1) + tensor_bytes(trainer_state.get("optimizer", {}))
+
+
+def latest_name(root: Path) -> str:
+    """The checkpoint ``latest`` names, or "no checkpoint"."""
+    pointer = root / "latest"
+    return pointer.read_text().strip() if pointer.is_file() else "no checkpoint"
 
 
 def load_trainer_state(path: Path) -> dict:

@@ -8,10 +8,11 @@ exits with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from prorl.errors import UserError
+from prorl.errors import Stopped, UserError
 
 
 def _train_epilog() -> str:
@@ -31,7 +32,11 @@ def cmd_train(args) -> int:
         overrides = list(args.recipe and [args.recipe] or []) + args.overrides
         if overrides and not all("=" in o for o in overrides):
             raise UserError("with --resume, give only key.sub=value overrides (the recipe is the run's config.yaml)")
-        cfg = resolve_config(load_recipe(recipe_path), overrides, where=f"{recipe_path} + command line")
+        if any(o.split("=", 1)[0].strip() == "run_dir" for o in overrides):
+            raise UserError(f"with --resume the run directory is {run_dir}; run_dir cannot be overridden")
+        # The directory named on the command line is the run, even when config.yaml names another (a copied run).
+        cfg = resolve_config(load_recipe(recipe_path), overrides + [f"run_dir={json.dumps(str(run_dir))}"],
+                             where=f"{recipe_path} + command line")
     else:
         if not args.recipe:
             raise UserError("prorl train: give a recipe YAML file (or --resume RUN_DIR)")
@@ -47,12 +52,18 @@ def cmd_train(args) -> int:
 
 
 def cmd_reset(args) -> int:
-    from prorl.train import RESET_REQUEST
+    import os
+    import time
+
+    from prorl.run import RESET_REQUEST
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir}: not a prorl run directory (no config.yaml)")
-    (run_dir / RESET_REQUEST).write_text("requested\n")
+    # A fresh token per request: the trainer acts on each token once, and a checkpoint removes the file.
+    tmp = run_dir / (RESET_REQUEST + ".tmp")
+    tmp.write_text(f"{time.time_ns()}-{os.getpid()}\n")
+    os.replace(tmp, run_dir / RESET_REQUEST)
     print(f"reference reset requested; the trainer of {run_dir} performs it at its next step")
     return 0
 
@@ -122,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"prorl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Stopped as exc:
+        print(f"prorl {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -11,3 +11,11 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A malformed problem row; the message names the file, the line and the field."""
+
+
+class Stopped(Exception):
+    """Training stopped on a signal after checkpointing; the process exits with ``128 + signal number``."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum

@@ -5,13 +5,16 @@ builds it (checks, models, the latest checkpoint when resuming), :func:`save` ch
 from __future__ import annotations
 
 import copy
+import signal
+import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from prorl.checkpoint import latest_checkpoint, load_trainer_state, load_weights_into, save_checkpoint
-from prorl.config import Config, Stage, dump_yaml, stage_configs
+from prorl.config import Config, Stage, dump_yaml, stage_configs, to_dict
 from prorl.data.run_data import load_data
 from prorl.data.schema import Problem
 from prorl.errors import UserError
@@ -39,6 +42,8 @@ class TrainState:
     """Validations since best_val improved."""
     sampler: dict = field(default_factory=dict)
     """The data sampler's cursor."""
+    manual_reset_token: str | None = None
+    """The ``prorl reset`` request already acted on (its file is removed by the checkpoint that records it)."""
 
 
 @dataclass
@@ -73,7 +78,11 @@ class Run:
 
 
 def open_run(cfg: Config, resume: bool) -> Run:
-    """Check the run directory, load the models, restore the latest checkpoint when resuming."""
+    """Check everything, load the models and data, restore the latest checkpoint when resuming; only then write.
+
+    Nothing in the run directory changes before every check has passed and the models and data have
+    loaded: a refused start or resume leaves the run exactly as it was.
+    """
     from prorl.verifiers.pool import ScoringPool
 
     run_dir = Path(cfg.run_dir)
@@ -81,19 +90,23 @@ def open_run(cfg: Config, resume: bool) -> Run:
     if ckpt is not None and not resume:
         raise UserError(f"run directory {run_dir} already has a checkpoint ({ckpt.name}); "
                         f"continue it with `prorl train --resume {run_dir}` or choose another run_dir")
+    old_logs = [p for p in (run_dir / "metrics.jsonl", run_dir / "events.jsonl") if p.exists() and p.stat().st_size]
+    if ckpt is None and old_logs and not resume:
+        raise UserError(f"run directory {run_dir} holds the logs of an earlier run that wrote no checkpoint; "
+                        f"`prorl train --resume {run_dir}` starts it again from step 0 (its logs are replaced), "
+                        f"or choose another run_dir")
     if not cfg.model.path:
         raise UserError("model.path is not set: give a Hugging Face model directory (or hub id)")
     if cfg.rollout.engine not in ENGINES:
         raise UserError(f"config key 'rollout.engine': expected one of {', '.join(ENGINES)}, got {cfg.rollout.engine!r}")
-    torch.manual_seed(cfg.train.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-    log = RunLog(run_dir)
     stages = stage_configs(cfg)
     saved = load_trainer_state(ckpt) if ckpt else None
     state = TrainState(**saved["train_state"]) if saved else TrainState()
+    if saved is not None:
+        check_resumable(saved.get("config"), cfg, state, where=f"--resume {run_dir}")
     stage = stages[max(state.stage, 0)]
 
+    torch.manual_seed(cfg.train.seed)
     policy, tokenizer = load_policy(ckpt / "policy" if ckpt else cfg.model.path, dtype=cfg.model.dtype,
                                     device=resolve_device(cfg.model.device))
     if cfg.model.gradient_checkpointing:
@@ -107,14 +120,58 @@ def open_run(cfg: Config, resume: bool) -> Run:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         engine.load_weights(policy.named_parameters())
+    train_problems, val_problems = load_data(stage.cfg)
+
+    # Every check has passed: from here on the run directory is written.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    log = RunLog(run_dir)
+    if saved is not None:
         log.truncate_after(state.step)
         log.event(state.step, "resume", checkpoint=ckpt.name)
-    train_problems, val_problems = load_data(stage.cfg)
+    elif resume and old_logs:
+        log.clear()
+        log.event(0, "restart", reason="no checkpoint to resume from: started again from step 0")
+        print(f"{run_dir} has no checkpoint: starting it again from step 0 (the logs of the lost steps are removed)")
     run = Run(cfg, run_dir, log, stages, stage, policy, reference, engine, tokenizer, optimizer, scheduler, None,
               state, train_problems, val_problems)
     run.sandbox_metrics = sandbox_status(train_problems, log, state.step)
     run.pool = ScoringPool(stage.cfg.reward.workers, timeout_s=stage.cfg.reward.timeout_s)
     return run
+
+
+FIXED_ON_RESUME = ("model.dtype", "model.chat_template", "train.seed", "rollout.dtype", "rollout.engine", "data.")
+"""Settings a resumed run must keep: they decide the weights' precision, the draws and the data order."""
+
+
+def check_resumable(saved_yaml: str | None, cfg: Config, state: TrainState, *, where: str) -> None:
+    """Refuse a resume whose settings cannot continue the checkpointed run (a :class:`UserError` naming each)."""
+    import yaml
+
+    if not saved_yaml:
+        return
+    old, new = _flat(yaml.safe_load(saved_yaml)), _flat(to_dict(cfg))
+    changed = sorted(k for k in set(old) | set(new) if k.startswith(FIXED_ON_RESUME) and old.get(k) != new.get(k))
+    if (old.get("algo.kl_beta", 0) > 0) != (cfg.algo.kl_beta > 0):
+        changed.append("algo.kl_beta (on/off: the reference policy exists only with a KL penalty)")
+    done = max(state.stage, 0)  # stages before the current one are history
+    if old.get("stages", [])[:done] != cfg.stages[:done]:
+        changed.append(f"stages[0..{done - 1}] (stages already completed)")
+    if changed:
+        detail = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" if k in new or k in old else k for k in changed)
+        raise UserError(f"{where}: these settings cannot change when a run is resumed ({detail}); "
+                        f"resume with the run's own settings, or start a new run from the checkpoint's policy/")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists and stage entries stay values)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key not in ("weights",):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def sandbox_status(problems: list[Problem], log: RunLog, step: int) -> dict:
@@ -130,11 +187,64 @@ def sandbox_status(problems: list[Problem], log: RunLog, step: int) -> dict:
     return {"sandbox/isolated": 1.0 if level == "bwrap+cgroup" else 0.0}
 
 
+RESET_REQUEST = "reset.request"
+"""File in the run directory that asks the running trainer for a reference reset (``prorl reset``); it holds
+a token, and stays until a checkpoint records that the reset was done (so a crash cannot lose it)."""
+
+
+def read_reset_request(run_dir: Path) -> str | None:
+    """The token of the pending ``prorl reset`` request, or None."""
+    try:
+        return (run_dir / RESET_REQUEST).read_text().strip() or "requested"
+    except FileNotFoundError:
+        return None
+
+
 def save(run: Run, step: int) -> None:
-    """Weights, optimizer, schedule, train state and data cursor of ``step``, written atomically."""
+    """Weights, optimizer, schedule, train state and data cursor of ``step``, written atomically.
+
+    A ``prorl reset`` request this checkpoint records as done is removed after it.
+    """
     state = vars(run.state) | {"sampler": run.sampler.state_dict()}
     path = save_checkpoint(run.dir, step, policy=run.policy, reference=run.reference, tokenizer=run.tokenizer,
                            keep_last=run.stage.cfg.checkpoint.keep_last,
                            trainer_state={"train_state": state, "optimizer": run.optimizer.state_dict(),
                                           "scheduler": run.scheduler.state_dict(), "config": dump_yaml(run.cfg)})
     run.log.event(step, "checkpoint", path=str(path.relative_to(run.dir)))
+    token = read_reset_request(run.dir)
+    if token is not None and token == run.state.manual_reset_token:
+        (run.dir / RESET_REQUEST).unlink(missing_ok=True)
+
+
+class StopOnSignal:
+    """SIGTERM or SIGINT while training: the current step finishes, then the loop checkpoints and stops.
+
+    ``signum`` is set by the first signal; the handlers in place before are put back at once, so a second
+    signal acts immediately (SIGTERM kills the process, SIGINT raises KeyboardInterrupt). Handlers can be
+    installed only from the main thread; elsewhere this does nothing.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+        self._restore()
+        print(f"\n{signal.Signals(signum).name} received: finishing this step, then checkpointing "
+              f"(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def _restore(self) -> None:
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
+        self._previous = {}
+
+    def __exit__(self, *exc) -> None:
+        self._restore()

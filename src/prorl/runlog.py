@@ -65,10 +65,30 @@ class RunLog:
                                      "reward": float(groups.rewards[i]), "reason": groups.verdicts[i].reason,
                                      "finish": groups.rollout.finish_reasons[i]}) + "\n")
 
-    def truncate_after(self, step: int) -> None:
-        """Drop metric and event lines of steps after ``step`` (called on resume)."""
+    def clear(self) -> None:
+        """Remove the metric, event and rollout logs (a run started again from step 0)."""
+        import shutil
+
         for path in (self.metrics_path, self.events_path):
-            rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.dir / "rollouts", ignore_errors=True)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop what was logged after the checkpoint of ``step`` (called on resume).
+
+        Metric lines of later steps go. Events go from the checkpoint event of ``step`` on (a reset at the
+        boundary after ``step`` is logged at ``step`` but happened after its checkpoint), except the
+        ``stopped`` event that follows such a checkpoint; without a checkpoint event, events of later steps go.
+        """
+        metrics = [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= step]
+        events = read_jsonl(self.events_path)
+        marks = [i for i, r in enumerate(events) if r.get("event") == "checkpoint" and r.get("step") == step]
+        if marks:
+            cut = marks[-1] + 1
+            events = events[:cut] + [r for r in events[cut:] if r.get("event") == "stopped" and r.get("step") == step]
+        else:
+            events = [r for r in events if r.get("step", 0) <= step]
+        for path, rows in ((self.metrics_path, metrics), (self.events_path, events)):
             tmp = path.with_suffix(".tmp")
             tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
             tmp.replace(path)

@@ -28,6 +28,7 @@ Where the rest lives: sampling and scoring in :mod:`prorl.groups` (the engine be
 from __future__ import annotations
 
 import functools
+import signal
 import time
 
 import torch
@@ -38,27 +39,28 @@ from prorl.config import Config, Stage, stage_of
 from prorl.data.run_data import load_data, make_sampler
 from prorl.groups import Groups, sample_and_score, shaped_reward
 from prorl.rollout import RandomStream, Sampling
-from prorl.run import Run, open_run, save
+from prorl.errors import Stopped
+from prorl.run import Run, StopOnSignal, open_run, read_reset_request, save
 from prorl.update import make_optimizer, reset_reference, update_policy
-
-RESET_REQUEST = "reset.request"
-"""File in the run directory that asks the running trainer for a reference reset (``prorl reset``)."""
-
 
 # ---------------------------------------------------------------- phases around the update
 
 
 def begin_step(run: Run, step: int) -> None:
-    """Enter the step's stage when it starts one (new data, maybe a reset), then take a reset asked for by hand."""
+    """At the boundary before ``step``: a scheduled reset left over from the end of a shorter run, the step's
+    stage when it starts one (new data, maybe a reset), then a reset asked for by hand (``prorl reset``)."""
+    rc = run.stage.cfg.reset
+    if rc.every > 0 and step > 1 and step - 1 - run.state.last_reset_step >= rc.every:
+        reset(run, step - 1, "schedule")  # fell due on the last step of the run this one extends
     stage = stage_of(run.stages, step)
     if stage.index != run.state.stage:
         enter_stage(run, stage, step)
     elif run.sampler is None:  # resumed inside a stage: continue its data cursor
         run.sampler = make_sampler(run.train_problems, stage.cfg)
         run.sampler.load_state_dict(run.state.sampler)
-    request = run.dir / RESET_REQUEST
-    if request.exists():
-        request.unlink()
+    token = read_reset_request(run.dir)
+    if token is not None and token != run.state.manual_reset_token:
+        run.state.manual_reset_token = token
         reset(run, step - 1, "manual")
 
 
@@ -81,7 +83,11 @@ def enter_stage(run: Run, stage: Stage, step: int) -> None:
 
 
 def reset(run: Run, step: int, reason: str) -> None:
-    """Hard reset: the reference becomes the policy; a fresh optimizer and schedule unless the stage keeps them."""
+    """Hard reset after ``step``: the reference becomes the policy; a fresh optimizer and schedule unless the
+    stage keeps them. At most one reset per step boundary: a second trigger there is logged as merged."""
+    if run.state.resets and run.state.last_reset_step == step:
+        run.log.event(step, "reset_merged", reason=reason)
+        return
     keep = run.stage.cfg.reset.keep_optimizer
     if run.reference is not None:
         reset_reference(run.policy, run.reference)
@@ -203,26 +209,37 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
     bar = tqdm(total=run.total_steps, initial=run.state.step, disable=not cfg.log.progress, desc="prorl",
                dynamic_ncols=True)
     metrics: dict = {}
-    try:
-        vc = run.stage.cfg.validation
-        if run.state.step == 0 and vc.at_start and vc.every > 0 and run.val_problems:
-            run.log.metrics(0, validate(run, 0))
-        for step in range(run.state.step + 1, run.total_steps + 1):
-            t_step = time.perf_counter()
-            begin_step(run, step)
-            metrics = train_step(run, step)
-            reset_and_validate(run, step, metrics)
-            metrics |= run.sandbox_metrics | {"stage": run.stage.index, "reset/count": run.state.resets,
-                                              "time/step": time.perf_counter() - t_step}
-            metrics["perf/tokens_per_s"] = metrics["perf/gen_tokens"] / max(metrics["time/generate"], 1e-9)
-            run.log.metrics(step, metrics)
-            every = run.stage.cfg.checkpoint.every
-            if (every > 0 and step % every == 0) or step == run.total_steps:
-                save(run, step)
-            bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics.get('actor/kl', 0.0):.2g}",
-                            refresh=False)
-            bar.update(1)
-    finally:
-        bar.close()
-        run.pool.close()
+    with StopOnSignal() as stop:
+        try:
+            vc = run.stage.cfg.validation
+            if run.state.step == 0 and vc.at_start and vc.every > 0 and run.val_problems:
+                run.log.metrics(0, validate(run, 0))
+            for step in range(run.state.step + 1, run.total_steps + 1):
+                t_step = time.perf_counter()
+                begin_step(run, step)
+                metrics = train_step(run, step)
+                reset_and_validate(run, step, metrics)
+                metrics |= run.sandbox_metrics | {"stage": run.stage.index, "reset/count": run.state.resets,
+                                                  "time/step": time.perf_counter() - t_step}
+                metrics["perf/tokens_per_s"] = metrics["perf/gen_tokens"] / max(metrics["time/generate"], 1e-9)
+                run.log.metrics(step, metrics)
+                every = run.stage.cfg.checkpoint.every
+                if (every > 0 and step % every == 0) or step == run.total_steps or stop.signum is not None:
+                    save(run, step)
+                if stop.signum is not None:
+                    stopped(run, step, stop.signum)
+                bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics.get('actor/kl', 0.0):.2g}",
+                                refresh=False)
+                bar.update(1)
+        finally:
+            bar.close()
+            run.pool.close()
     return metrics
+
+
+def stopped(run: Run, step: int, signum: int) -> None:
+    """After the checkpoint of ``step``: log the stop and end training with :class:`prorl.errors.Stopped`."""
+    name = signal.Signals(signum).name
+    run.log.event(step, "stopped", signal=name)
+    raise Stopped(f"stopped by {name} after step {step}, checkpoint step_{step:06d} written; "
+                  f"continue with `prorl train --resume {run.dir}`", signum)

@@ -16,6 +16,7 @@ import torch
 from prorl import algo
 from prorl.batch import Batch, logprobs_of
 from prorl.config import Config
+from prorl.errors import UserError
 
 
 def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_logprobs, ref_logprobs, cfg: Config,
@@ -66,7 +67,9 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
                 optimizer.zero_grad(set_to_none=True)  # never let a NaN reach the weights
                 skipped += 1
                 continue
+            before = weights_norm(model)
             optimizer.step()
+            check_weights(model, before, optimizer.param_groups[0]["lr"])
             scheduler.step()
             grad_norms.append(grad_norm)
             updates += 1
@@ -87,6 +90,34 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
         "actor/skipped_updates": skipped,
     }
     return metrics, skipped
+
+
+MAX_NORM_GROWTH = 2.0
+"""An optimizer step that multiplies the weights' global norm by more than this is taken as divergence."""
+
+
+def weights_norm(model) -> float:
+    """The global L2 norm of the trainable weights (one read of every parameter)."""
+    params = [p.detach() for p in model.parameters() if p.requires_grad]
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))))
+
+
+def check_weights(model, norm_before: float, lr: float) -> None:
+    """Stop the run (:class:`UnstableUpdate`) when an optimizer step left non-finite or exploded weights.
+
+    Raised before anything is logged or checkpointed, so the last checkpoint stays the run's latest good state.
+    """
+    after = weights_norm(model)
+    if math.isfinite(after) and after <= MAX_NORM_GROWTH * norm_before + 1e-12:
+        return
+    what = "non-finite weights" if not math.isfinite(after) else (
+        f"weights whose norm grew from {norm_before:.4g} to {after:.4g} (more than {MAX_NORM_GROWTH:g}x)")
+    raise UnstableUpdate(f"an optimizer step produced {what} at learning rate {lr:g}; they were not logged or "
+                         f"checkpointed, the latest checkpoint is intact: lower train.lr and resume from it")
+
+
+class UnstableUpdate(UserError):
+    """An optimizer step that made the weights non-finite or blew them up."""
 
 
 def make_optimizer(model, cfg: Config):

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import signal
 import time
 from collections import defaultdict
 from multiprocessing.connection import wait
@@ -78,6 +79,10 @@ def _call(fn, problem: Problem, response: str) -> Verdict:
 
 def _worker_main(conn, score_fn: str) -> None:
     """Worker loop: receive (index, problem, response), send (index, score, reason, status); None stops."""
+    # Ctrl-C or a preemption signal sent to the whole process group must not kill the scorers of the step
+    # the trainer is finishing; the trainer ends the workers (or they see its pipe close).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     fn = _resolve(score_fn)
     conn.send("ready")
     while True:
