@@ -251,3 +251,15 @@ def test_a_write_error_that_is_not_a_full_disk_is_not_disguised(warm_model, tmp_
     with pytest.raises(PermissionError):
         train(tiny_config(warm_model, tmp_path / "run", "train.steps=2"))
     assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
+
+
+def test_a_full_disk_at_the_first_checkpoint_says_there_is_none_to_fall_back_on(warm_model, tmp_path, monkeypatch):
+    import prorl.checkpoint as checkpoint
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    with pytest.raises(UserError, match="no space left on device.*there is no earlier checkpoint"):
+        train(tiny_config(warm_model, tmp_path / "run", "train.steps=2"))
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == []

@@ -63,9 +63,11 @@ def save_checkpoint(run_dir: str | Path, step: int, *, policy, reference, tokeni
             raise
         need = checkpoint_bytes(policy, reference, trainer_state)
         free = shutil.disk_usage(root).free
+        previous = latest_name(root)
+        kept = f"{previous} is still the latest" if previous else "there is no earlier checkpoint"
         raise UserError(f"no space left on device writing checkpoint {tmp} (it needs about {need:,} bytes, "
-                        f"{free:,} are free); the partial checkpoint was removed and {latest_name(root)} is still "
-                        f"the latest; free space and continue with `prorl train --resume {run_dir}`") from None
+                        f"{free:,} are free); the partial checkpoint was removed and {kept}; "
+                        f"free space and continue with `prorl train --resume {run_dir}`") from None
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     pointer_tmp = root / "latest.tmp"
@@ -100,10 +102,10 @@ def checkpoint_bytes(policy, reference, trainer_state: dict) -> int:
     return weights * (2 if reference is not None else 1) + tensor_bytes(trainer_state.get("optimizer", {}))
 
 
-def latest_name(root: Path) -> str:
-    """The checkpoint ``latest`` names, or "no checkpoint"."""
+def latest_name(root: Path) -> str | None:
+    """The checkpoint ``latest`` names, or None."""
     pointer = root / "latest"
-    return pointer.read_text().strip() if pointer.is_file() else "no checkpoint"
+    return pointer.read_text().strip() if pointer.is_file() else None
 
 
 def load_trainer_state(path: Path) -> dict:
