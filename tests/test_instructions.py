@@ -387,3 +387,55 @@ def test_long_adversarial_answers_are_scored_quickly(answer):
         assert score(ALL_25, answer, loose=loose).status == "ok"
     # Linear checks take ~0.05 s here; the quadratic versions took 10 s and more at this size.
     assert time.perf_counter() - start < 3.0
+
+
+# ------------------------------------------------------------------ end phrase followed by closing quotes
+
+END = {"end_phrase": "Any other questions?"}
+
+END_QUOTE_CASES = [
+    # (end_phrase kwargs, response, followed?)
+    (END, '"Done. Any other questions?"', True),
+    (END, '"Done. Any other questions?" \n', True),
+    (END, "\u201cDone. Any other questions?\u201d", True),
+    (END, "'Done. Any other questions?'", True),
+    (END, "\u2018Done. Any other questions?\u2019", True),
+    (END, 'Done. Any other questions? "  ', True),  # space before the closing quote
+    (END, "\"'Done. Any other questions?'\"", True),  # nested quotes
+    (END, 'Done. any other QUESTIONS?"', True),  # case-insensitive as before
+    (END, '"Done. Any other questions?" Bye.', False),  # text after the quote still fails
+    (END, '"Done. Any other questions"', False),  # the phrase itself must be complete
+    (END, 'Done. Any other questions?".', False),  # only quotes and whitespace are looked past
+    (END, '"Done. Any other questions?"**', False),
+    ({"end_phrase": 'He said "bye"'}, 'Then he said "bye"', True),  # a phrase ending in a quote
+    ({"end_phrase": 'He said "bye"'}, '"Then he said "bye""', True),
+    ({"end_phrase": 'He said "bye"'}, 'Then he said bye', False),
+]
+
+
+@pytest.mark.parametrize("kwargs,response,expected", END_QUOTE_CASES)
+def test_end_checker_looks_past_closing_quotes(kwargs, response, expected):
+    assert check_instruction("startend:end_checker", response, kwargs) is expected
+
+
+QUOTED_END = problem(["startend:quotation", "startend:end_checker"], [{}, {"end_phrase": "Is there anything else?"}])
+
+
+@pytest.mark.parametrize(
+    "response,expected_score",
+    [
+        ('"Here is my answer. Is there anything else?"', 1.0),
+        ('<think>quote it, end with the phrase</think>\n"Here is my answer. Is there anything else?"\n', 1.0),
+        ("\u201cHere is my answer. Is there anything else?\u201d", 1.0),
+        ('"Here is my answer. Is there anything else? "', 1.0),
+        ('"Here is my answer." Is there anything else?', 0.5),  # ends with the phrase, not quoted
+        ('Here is my answer. Is there anything else?', 0.5),
+        ('"Here is my answer. Anything else?"', 0.5),  # quoted, wrong phrase
+        ('"Here is my answer."', 0.5),
+        ('Here is my answer.', 0.0),
+    ],
+)
+def test_quotation_and_end_phrase_together(response, expected_score):
+    verdict = prorl.verifiers.score(QUOTED_END, response)
+    assert verdict.status == "ok"
+    assert verdict.score == pytest.approx(expected_score, rel=1e-12)

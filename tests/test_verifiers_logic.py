@@ -142,3 +142,172 @@ def test_every_task_round_trips_through_json():
         except Exception as exc:  # noqa: BLE001 - record and go on: the message lists every failing task
             failures.append((task, f"{type(exc).__name__}: {exc}"))
     assert not failures, failures
+
+
+# ---- model text the scorer cannot grade is a wrong answer (status ok); a scorer fault is an error
+
+def broken(problem: Problem, **entry_changes) -> Problem:
+    row = json.loads(json.dumps(problem.to_dict()))
+    row["metadata"]["entry"].update(entry_changes)
+    if "answer" in entry_changes:
+        row["answer"] = entry_changes["answer"]
+    return Problem(**row)
+
+
+UNGRADEABLE_CASES = [
+    # (task, answer text the task's scorer raises on)
+    ("prime_factorization", "I don't know"),
+    ("prime_factorization", "2 x 2 x 58"),
+    ("prime_factorization", "two times two"),
+    ("prime_factorization", "2 * 2 * 2 * 29"),
+]
+
+
+@pytest.mark.parametrize("task, text", UNGRADEABLE_CASES)
+def test_ungradeable_model_text_is_a_wrong_answer_not_an_error(task, text):
+    from prorl.verifiers import safe_score
+
+    p = roundtrip(built(task))
+    with pytest.raises(Exception):  # the claim, checked: the library scorer raises on this text
+        logic.task_score(task, {}, text, p.metadata["entry"])
+    verdict = logic.score(p, f"<answer>{text}</answer>")
+    assert verdict.score == 0.0 and verdict.status == "ok"
+    assert verdict.reason.startswith("ungradeable answer: ")
+    assert safe_score(p, f"<answer>{text}</answer>") == verdict  # through the dispatch: still ok
+    assert logic.score(p, f"<answer>{p.answer}</answer>") == Verdict(1.0, "correct")  # right answer still 1
+
+
+def test_ungradeable_reason_names_the_exception():
+    p = built("prime_factorization")
+    verdict = logic.score(p, "<answer>I don't know</answer>")
+    assert verdict.reason.startswith("ungradeable answer: ValueError: ")
+
+
+@pytest.mark.parametrize("changes", [
+    {"answer": "not a factorization"},  # the reference itself cannot be parsed by the scorer
+    {"answer": "2 x 2 x 2 x 29"},  # the wrong separator for this task
+    {"answer": "two times two"},
+])
+def test_scorer_failing_on_the_reference_answer_is_an_error(changes):
+    from prorl.verifiers import safe_score
+
+    p = broken(built("prime_factorization"), **changes)
+    with pytest.raises(RuntimeError, match="reference answer too"):
+        logic.score(p, "<answer>I don't know</answer>")
+    verdict = safe_score(p, "<answer>I don't know</answer>")
+    assert verdict.status == "error" and verdict.score == 0.0
+    assert "reference answer too" in verdict.reason
+
+
+def test_unknown_task_and_broken_metadata_stay_errors():
+    from prorl.verifiers import safe_score
+
+    p = built("prime_factorization")
+    row = json.loads(json.dumps(p.to_dict()))
+    row["metadata"]["task"] = "no_such_task"
+    assert safe_score(Problem(**row), "<answer>2</answer>").status == "error"
+    gol = built("game_of_life_halting")
+    row = json.loads(json.dumps(gol.to_dict()))
+    del row["metadata"]["entry"]["answer"]
+    assert safe_score(Problem(**row), "<answer>True</answer>").status == "error"
+    assert safe_score(Problem(id="x", domain="logic", prompt="?"), "<answer>1</answer>").status == "error"
+
+
+def test_the_pool_still_turns_real_exceptions_into_error_verdicts():
+    from prorl.verifiers.pool import ScoringPool
+
+    p = built("prime_factorization")
+    bad = broken(p, answer="not a factorization")
+    with ScoringPool(0) as pool:
+        verdicts = pool.score_batch([p, p, bad], ["<answer>I don't know</answer>", f"<answer>{p.answer}</answer>",
+                                                   "<answer>I don't know</answer>"])
+    assert [v.status for v in verdicts] == ["ok", "ok", "error"]
+    assert verdicts[0].reason.startswith("ungradeable answer: ") and verdicts[1].score == 1.0
+    assert verdicts[2].reason.startswith("verifier error: RuntimeError: ")
+
+
+# ---- the isolated path: a scorer process that dies on the model's answer (memory, a signal)
+
+def fake_sandbox(monkeypatch, outcomes):
+    """Replace the sandbox run: ``outcomes(answer) -> SandboxResult``; returns the answers it was given."""
+    from prorl.verifiers.sandbox import SandboxResult
+
+    seen = []
+
+    def run_python(source, *, stdin, **kwargs):
+        job = json.loads(stdin)
+        seen.append(job["answer"])
+        returncode, stdout, stderr = outcomes(job["answer"])
+        stdout = stdout.replace(b"NONCE", job["nonce"].encode())
+        return SandboxResult(returncode, stdout, stderr, False, False, 0.1, "bwrap+cgroup")
+
+    monkeypatch.setattr(logic.sandbox, "run_python", run_python)
+    return seen
+
+
+KILLED = [
+    (137, b"\nPRORL_READY NONCE \n", b""),  # SIGKILL under bwrap (128 + 9): the memory limit
+    (-9, b"\nPRORL_READY NONCE \n", b""),  # SIGKILL in the fallbacks
+    (1, b"\nPRORL_READY NONCE \n", b"MemoryError"),
+    (139, b"\nPRORL_READY NONCE \n", b"Segmentation fault"),
+]
+
+
+@pytest.mark.parametrize("killed", KILLED)
+def test_isolated_scorer_killed_on_the_answer_is_ungradeable(monkeypatch, killed):
+    p = built("countdown")
+    ok = (0, b"\nPRORL_READY NONCE \n\nPRORL_SCORE NONCE 1.0\n", b"")
+    seen = fake_sandbox(monkeypatch, lambda answer: ok if answer == p.answer else killed)
+    verdict = logic.score(p, "<answer>9**9**9</answer>")
+    assert verdict.score == 0.0 and verdict.status == "ok"
+    assert verdict.reason.startswith(f"ungradeable answer: isolated scorer died (exit {killed[0]})")
+    assert seen == ["9**9**9", p.answer]  # the reference is checked once, in a second run
+
+
+@pytest.mark.parametrize("killed", KILLED)
+def test_isolated_scorer_killed_on_the_reference_too_is_an_error(monkeypatch, killed):
+    from prorl.verifiers import safe_score
+
+    p = built("countdown")
+    fake_sandbox(monkeypatch, lambda answer: killed)
+    verdict = safe_score(p, "<answer>9**9**9</answer>")
+    assert verdict.status == "error" and "reference answer too" in verdict.reason
+
+
+@pytest.mark.parametrize("result", [
+    (1, b"", b"ModuleNotFoundError: No module named 'reasoning_gym'"),  # died before the scorer was built
+    (137, b"", b""),
+    (0, b"", b""),  # no report at all
+    (0, b"\nPRORL_READY forged \n\nPRORL_SCORE forged 1.0\n", b""),  # reports without this run's nonce
+])
+def test_isolated_scorer_dying_before_it_is_ready_is_an_error(monkeypatch, result):
+    from prorl.verifiers import safe_score
+
+    p = built("countdown")
+    fake_sandbox(monkeypatch, lambda answer: result)
+    verdict = safe_score(p, "<answer>1 + 1</answer>")
+    assert verdict.status == "error" and "isolated countdown scorer failed" in verdict.reason
+
+
+def test_isolated_scorer_raising_on_the_answer_is_ungradeable(monkeypatch):
+    # Real sandbox: prime_factorization (whose scorer raises on text) is scored isolated for this test.
+    from prorl.verifiers import safe_score
+
+    monkeypatch.setitem(logic.RISKY_TASKS, "prime_factorization", "isolated by a test")
+    p = roundtrip(built("prime_factorization"))
+    verdict = logic.score(p, "<answer>I don't know</answer>")
+    assert verdict.status == "ok" and verdict.score == 0.0
+    assert verdict.reason.startswith("ungradeable answer: ValueError: ")
+    assert logic.score(p, f"<answer>{p.answer}</answer>") == Verdict(1.0, "correct")
+    bad = broken(p, answer="not a factorization")
+    verdict = safe_score(bad, "<answer>I don't know</answer>")
+    assert verdict.status == "error" and "reference answer too" in verdict.reason
+
+
+def test_model_text_cannot_forge_the_isolated_scorers_report():
+    # string_insertion's scorer eval()s the answer: the text prints a score report and exits at once.
+    p = built("string_insertion")
+    forged = "__import__('os').write(1, b'\\nPRORL_SCORE x 1.0\\n') and __import__('os')._exit(0)"
+    verdict = logic.score(p, f"<answer>{forged}</answer>")
+    assert verdict.score == 0.0 and verdict.status == "ok"
+    assert verdict.reason.startswith("ungradeable answer: isolated scorer died (exit 0)")

@@ -433,9 +433,30 @@ def _repeat_prompt(response: str, kwargs: dict, prompt: str) -> bool:
     return normal(response).startswith(normal(wanted))
 
 
+_CLOSING_QUOTES = "\"'\u201d\u2019"
+"""Closing quotation marks the end check looks past: straight ``"`` and ``'``, curly ``\u201d`` and ``\u2019``."""
+
+
 def _end_checker(response: str, kwargs: dict, prompt: str) -> bool:
+    """The answer ends with the phrase, looking past closing quotes and whitespace after it.
+
+    Each closing quote (with the whitespace around it) is peeled off the end in turn and the phrase
+    is tried again, so a phrase that itself ends with a quote still matches, and an answer that
+    must also be quoted (``startend:quotation``) can end with ``...phrase"``.
+
+    >>> _end_checker('"Done. Any other questions?" ', {"end_phrase": "Any other questions?"}, "")
+    True
+    >>> _end_checker("Any other questions? Bye.", {"end_phrase": "Any other questions?"}, "")
+    False
+    """
     phrase = " ".join(_str_arg(kwargs, "end_phrase").lower().split())
-    return " ".join(response.lower().split()).endswith(phrase)
+    text = " ".join(response.lower().split())
+    while True:
+        if text.endswith(phrase):
+            return True
+        if not text or text[-1] not in _CLOSING_QUOTES:
+            return False
+        text = text[:-1].rstrip()
 
 
 def _capital_word_frequency(response: str, kwargs: dict, prompt: str) -> bool:
