@@ -21,7 +21,8 @@ LAYERS = [
     ("tensor", ["prorl.algo", "prorl.eval.passk"]),
     ("model", ["prorl.policy", "prorl.rollout", "prorl.tiny"]),
     ("orchestration", ["prorl.groups", "prorl.batch", "prorl.update", "prorl.run", "prorl.train", "prorl.checkpoint",
-                       "prorl.runlog", "prorl.eval", "prorl.report", "prorl.demo", "prorl.score_cmd", "prorl"]),
+                       "prorl.runlog", "prorl.eval", "prorl.report", "prorl.demo", "prorl.score_cmd", "prorl.check_cmd",
+                       "prorl"]),
     ("entry", ["prorl.cli"]),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}

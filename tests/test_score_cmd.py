@@ -109,6 +109,17 @@ def test_out_option_and_chunking(tmp_path, fake_pool, monkeypatch):
     assert [r["score"] for r in read_jsonl(out)] == [0.0, 1.0, 0.0, 0.0, 0.0]
 
 
+def test_problems_saved_with_a_system_message_are_read(tmp_path, fake_pool):
+    """``Problem.to_dict()`` writes ``system`` when a problem has one; prorl score reads such rows."""
+    from prorl.data.schema import Problem
+
+    problem = Problem("m1", "math", "1+1=", answer="2", system="detailed thinking on")
+    src = tmp_path / "r.jsonl"
+    src.write_text(json.dumps({"problem": problem.to_dict(), "responses": ["2", "3"]}) + "\n")
+    assert main_score(parse([str(src)])) == 0
+    assert [(r["id"], r["score"]) for r in read_jsonl(tmp_path / "r.scored.jsonl")] == [("m1", 1.0), ("m1", 0.0)]
+
+
 def test_bad_rows_are_all_listed_before_scoring(tmp_path):
     src = tmp_path / "r.jsonl"
     src.write_text("\n".join([

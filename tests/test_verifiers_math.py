@@ -112,3 +112,11 @@ def test_importing_verifiers_is_light():
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_any_listed_answer_is_accepted():
+    # verl-format rows may list several acceptable ground truths; the first is `answer`, all are in metadata.
+    p = Problem(id="m", domain="math", prompt="?", answer="\\frac{1}{2}", metadata={"answers": ["\\frac{1}{2}", "50\\%"]})
+    assert math_verifier.score(p, "\\boxed{0.5}").score == 1.0
+    assert math_verifier.score(p, "\\boxed{50\\%}").score == 1.0
+    assert math_verifier.score(p, "\\boxed{0.3}").score == 0.0

@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_arguments(p)
     p.set_defaults(func=main_report)
 
-    from prorl.data.check import add_check_arguments, main_check
+    from prorl.check_cmd import add_check_arguments, main_check
     from prorl.score_cmd import add_score_arguments, main_score
 
     p = sub.add_parser("score", help="score responses in a JSONL file with the verifiers")

@@ -46,6 +46,8 @@ class ModelConfig:
     path: str = _f("", "Hugging Face model: a local directory, or a hub id where there is network.")
     dtype: str = _f("float32", "Dtype of the trained weights and the reference (float32 keeps small lr updates exact).")
     chat_template: bool | None = _f(None, "Apply the tokenizer's chat template to prompts (None: when it has one).")
+    system_prompt: str | None = _f(None, "System message put before every prompt through the chat template (None: "
+                                         "none); a problem's own system message wins. Needs a chat template.")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
     device: str = _f("auto", "Where the policy, reference and generation copy live: auto (cuda when available), cpu, "
                              "cuda or cuda:N.")
@@ -62,6 +64,8 @@ class DataConfig:
     val_fraction: float = _f(0.05, "Fraction in [0, 1) of training problems held out when val_files is empty.")
     builtin: str | None = _f(None, "Built-in arithmetic instead of files: kinds add,sub,add21,add3,add22 "
                                    "(validation: their held-out split).")
+    skip_bad_rows: bool = _f(False, "Train without the problems their verifier cannot grade (default: such problems stop "
+                                    "the run before it starts; `prorl data check` lists them).")
 
 
 @dataclass(frozen=True)

@@ -95,16 +95,21 @@ def sample_and_score(
     *,
     chat_template: bool | None,
     reward: RewardFn = verifier_score,
+    system_prompt: str | None = None,
 ) -> Groups:
     """``sampling.n`` responses to each problem, decoded, scored by ``pool`` and rewarded by ``reward``.
 
     ``pool`` is anything with ``score_batch(problems, responses) -> list[Verdict]``
-    (:class:`prorl.verifiers.pool.ScoringPool`).
+    (:class:`prorl.verifiers.pool.ScoringPool`). Each prompt is encoded with its system message:
+    the problem's own (:attr:`Problem.system`) when set, else ``system_prompt`` (the run's
+    ``model.system_prompt``); see :func:`prorl.policy.encode_prompts`.
     """
     from prorl.policy import encode_prompts
 
     n = sampling.n
-    prompts = encode_prompts(tokenizer, [p.prompt for p in problems], chat_template=chat_template)
+    systems = [p.system or system_prompt for p in problems]
+    prompts = encode_prompts(tokenizer, [p.prompt for p in problems], chat_template=chat_template,
+                             systems=systems if any(systems) else None)
     t0 = time.perf_counter()
     rollout = engine.generate(prompts, sampling, rng)
     t_generate = time.perf_counter() - t0

@@ -179,19 +179,41 @@ def _check_loading_info(info: dict, path) -> None:
                         f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); they would start random")
 
 
-def encode_prompts(tokenizer, prompts: list[str], *, chat_template: bool | None = None) -> list[list[int]]:
+_warned_no_template = False
+"""Whether :func:`encode_prompts` has warned that system messages were dropped (it warns once per process)."""
+
+
+def encode_prompts(tokenizer, prompts: list[str], *, chat_template: bool | None = None,
+                   systems: list[str | None] | None = None) -> list[list[int]]:
     """Token ids of each prompt; the tokenizer's chat template is applied when it has one.
 
     ``chat_template=None`` uses the template if the tokenizer defines one; ``True``/``False`` forces it.
+    ``systems`` gives each prompt's system message (None or ``""`` for none; ``systems=None``: none
+    at all). With the template, a prompt with a system message is encoded as the conversation
+    ``[{"role": "system", ...}, {"role": "user", ...}]``, one without as ``[{"role": "user", ...}]``,
+    so with no system messages the ids are exactly those of the prompts alone. Without a template,
+    nothing is prepended: a system message needs a chat template (which decides where it goes and
+    how it is marked), and dropping one is announced once per process with a ``UserWarning``.
     """
+    global _warned_no_template
+    if systems is not None and len(systems) != len(prompts):
+        raise ValueError(f"encode_prompts: {len(systems)} system messages for {len(prompts)} prompts")
+    systems = systems if systems is not None else [None] * len(prompts)
     use_template = bool(tokenizer.chat_template) if chat_template is None else chat_template
     if use_template:
         return [
             list(tokenizer.apply_chat_template(
-                [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True, return_dict=False
+                ([{"role": "system", "content": s}] if s else []) + [{"role": "user", "content": p}],
+                add_generation_prompt=True, tokenize=True, return_dict=False,
             ))
-            for p in prompts
+            for p, s in zip(prompts, systems)
         ]
+    if any(systems) and not _warned_no_template:
+        import warnings
+
+        _warned_no_template = True
+        warnings.warn("system messages are not used: the prompts are encoded without a chat template "
+                      "(model.chat_template is false or the tokenizer has none)", UserWarning, stacklevel=2)
     return [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
 

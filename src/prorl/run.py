@@ -16,6 +16,7 @@ import torch
 from prorl.checkpoint import latest_checkpoint, load_trainer_state, load_weights_into, save_checkpoint
 from prorl.config import Config, Stage, dump_yaml, stage_configs, to_dict
 from prorl.data.run_data import load_data
+from prorl.verifiers.gradeable import why_ungradeable
 from prorl.data.schema import Problem
 from prorl.errors import UserError
 from prorl.policy import load_policy, resolve_device
@@ -120,7 +121,7 @@ def open_run(cfg: Config, resume: bool) -> Run:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         engine.load_weights(policy.named_parameters())
-    train_problems, val_problems = load_data(stage.cfg)
+    train_problems, val_problems = load_data(stage.cfg, grade=why_ungradeable)
 
     # Every check has passed: from here on the run directory is written.
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,7 @@ from prorl.rollout import RandomStream, Sampling
 from prorl.errors import Stopped
 from prorl.run import Run, StopOnSignal, open_run, read_reset_request, save
 from prorl.update import make_optimizer, reset_reference, update_policy
+from prorl.verifiers.gradeable import why_ungradeable
 
 # ---------------------------------------------------------------- phases around the update
 
@@ -70,7 +71,7 @@ def enter_stage(run: Run, stage: Stage, step: int) -> None:
 
     first = run.state.stage < 0
     if not first:
-        run.train_problems, run.val_problems = load_data(stage.cfg)
+        run.train_problems, run.val_problems = load_data(stage.cfg, grade=why_ungradeable)
     old_reward, run.stage = run.stage.cfg.reward, stage
     if (stage.cfg.reward.workers, stage.cfg.reward.timeout_s) != (old_reward.workers, old_reward.timeout_s):
         run.pool.close()
@@ -132,7 +133,8 @@ def validate(run: Run, step: int) -> dict:
     sampling = Sampling(n=vc.n, temperature=vc.temperature, top_p=vc.top_p, batch_size=cfg.rollout.batch_size,
                         max_new_tokens=vc.max_new_tokens or cfg.rollout.max_new_tokens)
     result = evaluate(run.engine, run.tokenizer, run.val_problems, sampling, ks=[1], pool=run.pool,
-                      seed=cfg.train.seed * 7 + step, chat_template=cfg.model.chat_template)
+                      seed=cfg.train.seed * 7 + step, chat_template=cfg.model.chat_template,
+                      system_prompt=cfg.model.system_prompt)
     run.log.event(step, "validation", results={k: v for k, v in result.items() if k != "problems"})
     return validation_metrics(result)
 
@@ -154,7 +156,8 @@ def collect_groups(run: Run, step: int) -> tuple[Groups | None, dict]:
     generated, kept, num_kept = [], [], 0
     while num_kept < want and len(generated) < rounds:
         groups = sample_and_score(run.engine, run.tokenizer, run.sampler.next_batch(want), sampling, rng, run.pool,
-                                  chat_template=cfg.model.chat_template, reward=reward)
+                                  chat_template=cfg.model.chat_template, reward=reward,
+                                  system_prompt=cfg.model.system_prompt)
         generated.append(groups)
         keep = groups.varied() if cfg.algo.dynamic_sampling else torch.ones(groups.num_groups, dtype=torch.bool)
         ids = torch.nonzero(keep).flatten().tolist()[: want - num_kept]

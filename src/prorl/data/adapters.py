@@ -6,12 +6,17 @@ loader sets ``Problem.source`` afterwards and runs :func:`validate_problem` on t
 adapter only has to map fields. A missing or malformed field raises :class:`FieldError` naming the
 field; the loader adds the file and line.
 
-Adapters are chosen by name from the :data:`ADAPTERS` dict literal, or detected from a row's keys by
-:func:`detect_adapter` (rules in its docstring and in ``docs/data.md``).
+A row that is well formed but cannot be used (no reference answer can be derived from it, an
+``ability`` that no domain takes) raises :class:`SkippedRow` instead: the loader leaves it out and
+counts it under its short reason (see :class:`prorl.data.loaders.LoadReport`).
 
-Limits, said plainly: the field names of the public sources below are written from their published
-data cards as remembered, not checked against a download (this machine has no access to them). Each
-adapter accepts the common variants it names and says where it is unsure.
+Adapters are chosen by name from the :data:`ADAPTERS` dict literal, or detected from the keys and
+contents of a file's first rows by :func:`detect_adapter` / :func:`detect_adapter_rows` (rules in
+their docstrings and in ``docs/data.md``).
+
+Limits, said plainly: the field names of the public sources below follow their published data cards
+(SCP-116K, the Llama-Nemotron post-training instruction-following RL subset, verl / Eurus-2-RL-Data
+Parquet); the tests build rows in exactly those shapes, but no download was checked on this machine.
 
 Plain Python: this module never imports torch.
 """
@@ -44,6 +49,24 @@ class FieldError(ValueError):
         super().__init__(f"field {field!r}: {message}")
         self.field = field
         """Dotted name of the offending field, e.g. ``tests.inputs``."""
+
+
+class SkippedRow(Exception):
+    """A well-formed row that cannot be used; the loader counts it under ``reason`` and goes on.
+
+    ``reason`` is short and shared by every row skipped for the same cause (it is a counter key in
+    the loader's summary, e.g. ``"no derivable answer"`` or ``"ability 'chat' not routed"``);
+    ``detail`` says more about this row.
+
+    >>> str(SkippedRow("ability 'chat' not routed", "no domain takes it"))
+    "skipped (ability 'chat' not routed): no domain takes it"
+    """
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"skipped ({reason})" + (f": {detail}" if detail else ""))
+        self.reason = reason
+        """The counter key, e.g. ``"no derivable answer"``."""
+        self.detail = detail
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -105,6 +128,26 @@ def _chat_text(value: Any, field: str) -> tuple[str, str | None]:
     return "\n\n".join(user), ("\n\n".join(system) or None)
 
 
+def _last_user(value: Any, field: str) -> tuple[str, str | None]:
+    """(last user message, system text or None) from a chat list; a plain string is the user message.
+
+    Used for multi-turn inputs (Llama-Nemotron): the prompt is the turn the response answers.
+    """
+    if isinstance(value, str) and value.strip():
+        return value, None
+    _chat_text(value, field)  # the same checks and messages as for a single-turn prompt
+    users = [m["content"] for m in value if m.get("role") == "user"]
+    if not users:
+        raise FieldError(field, "expected at least one message with role 'user'")
+    system = "\n\n".join(m["content"] for m in value if m.get("role") == "system")
+    return users[-1], system or None
+
+
+def _nonempty(value: Any) -> str | None:
+    """``value`` when it is a string with non-space characters, else None."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
 # ---------------------------------------------------------------------- our own schema
 
 
@@ -113,7 +156,8 @@ def from_prorl(row: dict, *, default_id: str) -> Problem:
 
     ``tests`` and ``metadata`` may be JSON strings (as some Parquet writers store nested values).
     Numeric answers are turned into strings. An existing ``source`` is kept as ``metadata["origin"]``
-    because the loader overwrites ``source`` with ``file:line``.
+    because the loader overwrites ``source`` with ``file:line``. ``system`` (the problem's system
+    message) is optional: absent or None gives None, as in files written before the field existed.
 
     >>> p = from_prorl({"id": "m1", "domain": "math", "prompt": "1+1=", "answer": 2}, default_id="x-1")
     >>> p.id, p.domain, p.answer
@@ -133,7 +177,7 @@ def from_prorl(row: dict, *, default_id: str) -> Problem:
         metadata = {**metadata, "origin": row["source"]}
     return Problem(
         id=problem_id, domain=domain, prompt=_text(row, "prompt"), answer=_optional_text(row, "answer"),
-        tests=_json_field(row, "tests"), metadata=metadata,
+        tests=_json_field(row, "tests"), metadata=metadata, system=_optional_text(row, "system"),
     )
 
 
@@ -159,15 +203,78 @@ def from_deepscaler(row: dict, *, default_id: str) -> Problem:
     )
 
 
-def from_eurus(row: dict, *, default_id: str) -> Problem:
-    """Eurus-2-RL-Data (PRIME): ``prompt`` chat list, ``reward_model.ground_truth``, ``ability``, ``data_source``.
+ABILITY_DOMAINS: dict[str, str] = {
+    "math": "math", "maths": "math", "mathematics": "math",
+    "code": "code", "coding": "code", "codegen": "code", "programming": "code",
+    "stem": "stem", "science": "stem", "physics": "stem", "chemistry": "stem", "biology": "stem",
+    "logic": "logic", "puzzle": "logic", "puzzles": "logic", "reasoning_gym": "logic",
+    "instruction": "instruction", "instruction_following": "instruction", "ifeval": "instruction",
+    "if": "instruction",
+}
+"""verl ``ability`` values (lower case, ``-`` and spaces read as ``_``) -> our domain; others are skipped."""
 
-    ``ability`` picks the domain: ``"code"`` rows take ``ground_truth`` as a JSON string of
-    ``{"inputs": [...], "outputs": [...], "fn_name"?: str}`` (the decoded object is accepted too);
-    ``"math"`` rows take it as the answer. The prompt is the user message(s); a system message is kept
-    as ``metadata["system_prompt"]`` (the Eurus one asks for a long reasoning-step format that a
-    different model may not want). ``extra_info.index`` gives the id when present. Unsure: whether
-    every code row's JSON holds plain stdin/stdout strings; lists of call arguments are passed on.
+
+def _ability_domain(ability: Any) -> str:
+    """Our domain for a verl ``ability``, or :class:`SkippedRow` counted under the ability's value."""
+    key = ability.strip().lower().replace("-", "_").replace(" ", "_") if isinstance(ability, str) else None
+    if key not in ABILITY_DOMAINS:
+        raise SkippedRow(f"ability {ability!r} not routed",
+                         f"no domain takes it; routed values: {', '.join(sorted(ABILITY_DOMAINS))}")
+    return ABILITY_DOMAINS[key]
+
+
+def _answers(value: Any, field: str) -> list[str]:
+    """Acceptable answers from a ground truth given as one string / number or a list of them."""
+    values = value if isinstance(value, list) else [value]
+    answers = [str(v) for v in values
+               if (isinstance(v, str) and v.strip()) or (isinstance(v, (int, float)) and not isinstance(v, bool))]
+    if not answers or len(answers) != len(values):
+        raise FieldError(field, f"expected a non-empty string or a list of them, got {_short(value)}")
+    return answers
+
+
+def _instruction_metadata(ids: Any, kwargs: Any) -> dict[str, Any]:
+    """``{"instruction_ids", "kwargs"}`` as the instruction verifier reads them.
+
+    ``kwargs`` may be None (no arguments for any instruction), a JSON string of the list, or a list
+    holding None for instructions that take no arguments (Llama-Nemotron) or dicts whose None values
+    stand for absent arguments (IFEval on the Hugging Face hub, columnar files): both become ``{}`` /
+    the dict without its Nones. A wrong length or type is left for :func:`validate_problem` to name.
+    """
+    if isinstance(kwargs, str):
+        try:
+            kwargs = json.loads(kwargs)
+        except json.JSONDecodeError as exc:
+            raise FieldError("kwargs", f"expected a list or a JSON string of one, got invalid JSON ({exc.msg})")
+    if kwargs is None and isinstance(ids, list):
+        kwargs = [{} for _ in ids]
+    if isinstance(kwargs, list):
+        kwargs = [{} if kw is None else {k: v for k, v in kw.items() if v is not None} if isinstance(kw, dict) else kw
+                  for kw in kwargs]
+    return {"instruction_ids": ids, "kwargs": kwargs}
+
+
+def from_verl(row: dict, *, default_id: str) -> Problem:
+    r"""verl-format rows (Eurus-2-RL-Data among them): ``data_source``, ``prompt``, ``ability``, ``reward_model``, ``extra_info``.
+
+    ``prompt`` is a chat list (a plain string is accepted): the user message(s) become the prompt
+    and the system message(s) :attr:`Problem.system`, which reaches the chat template (see
+    :func:`prorl.policy.encode_prompts`). ``ability`` picks the domain through :data:`ABILITY_DOMAINS`;
+    a value not in it skips the row, counted as ``ability '<value>' not routed``. What
+    ``reward_model.ground_truth`` holds, per domain:
+
+    - math, stem: the answer, or a list of acceptable answers: all are kept in
+      ``metadata["answers"]``, the first is ``answer``.
+    - code: a JSON string (or the decoded object) ``{"inputs": [...], "outputs": [...], "fn_name"?: str}``.
+    - instruction: a JSON string or object with ``instruction_id_list`` (or ``instruction_ids``) and
+      ``kwargs``.
+    - logic: a Reasoning Gym entry (JSON string or object with ``metadata.source_dataset``), which the
+      logic verifier needs; a bare answer skips the row (``logic ground truth is not a Reasoning Gym entry``).
+
+    The prompt is used as written (verl data sets carry their own answer-format instruction).
+    ``metadata["data_source"]`` keeps ``data_source``; the id is ``<data_source>-<extra_info.index>``
+    when the index is present. Unsure: whether every code row's tests are stdin/stdout strings;
+    call-argument lists are passed on unchanged.
 
     >>> gt = json.dumps({"inputs": ["1 2\\n"], "outputs": ["3\\n"]})
     >>> row = {"data_source": "codecontests", "ability": "code",
@@ -175,30 +282,54 @@ def from_eurus(row: dict, *, default_id: str) -> Problem:
     ...                   {"role": "user", "content": "Read a and b, print a+b."}],
     ...        "reward_model": {"style": "rule", "ground_truth": gt},
     ...        "extra_info": {"split": "train", "index": 7}}
-    >>> p = from_eurus(row, default_id="eurus-1")
-    >>> p.id, p.domain, p.prompt, p.tests["outputs"], p.metadata["system_prompt"]
+    >>> p = from_verl(row, default_id="eurus-1")
+    >>> p.id, p.domain, p.prompt, p.tests["outputs"], p.system
     ('codecontests-7', 'code', 'Read a and b, print a+b.', ['3\\n'], 'Think first.')
+    >>> p = from_verl({"data_source": "x", "ability": "Math", "prompt": [{"role": "user", "content": "1/2 as a decimal?"}],
+    ...                "reward_model": {"style": "rule", "ground_truth": ["0.5", "\\frac{1}{2}"]}}, default_id="v-1")
+    >>> p.domain, p.answer, p.metadata["answers"]
+    ('math', '0.5', ['0.5', '\\frac{1}{2}'])
     """
     prompt, system = _chat_text(row.get("prompt"), "prompt")
+    domain = _ability_domain(row.get("ability"))
     reward_model = row.get("reward_model")
     if not isinstance(reward_model, dict) or reward_model.get("ground_truth") is None:
         raise FieldError("reward_model", f"expected {{'ground_truth': ...}}, got {_short(reward_model)}")
-    ability = row.get("ability")
     source = row.get("data_source")
     extra = row.get("extra_info") if isinstance(row.get("extra_info"), dict) else {}
-    problem_id = f"{source or 'eurus'}-{extra['index']}" if extra.get("index") is not None else default_id
+    problem_id = f"{source or 'verl'}-{extra['index']}" if extra.get("index") is not None else default_id
     metadata: dict[str, Any] = {"data_source": source} if source else {}
-    if system:
-        metadata["system_prompt"] = system
-    if ability == "code":
-        tests = _json_field(reward_model, "ground_truth")
-        if not isinstance(tests, dict):
-            raise FieldError("reward_model.ground_truth", f"expected a JSON object of inputs/outputs, got {_short(tests)}")
-        return Problem(id=problem_id, domain="code", prompt=prompt, tests=tests, metadata=metadata)
-    if ability == "math":
-        answer = _text(reward_model, "ground_truth", where="reward_model.ground_truth")
-        return Problem(id=problem_id, domain="math", prompt=prompt, answer=answer, metadata=metadata)
-    raise FieldError("ability", f"expected 'math' or 'code', got {_short(ability)}")
+    common = {"id": problem_id, "domain": domain, "prompt": prompt, "system": system}
+    where = "reward_model.ground_truth"
+    if domain in ("math", "stem"):
+        answers = _answers(reward_model["ground_truth"], where)
+        if len(answers) > 1:
+            metadata["answers"] = answers
+        return Problem(**common, answer=answers[0], metadata=metadata)
+    try:
+        truth = _json_field(reward_model, "ground_truth")
+    except FieldError as exc:
+        raise FieldError(where, str(exc).split(": ", 1)[1]) from None
+    if domain == "code":
+        if not isinstance(truth, dict):
+            raise FieldError(where, f"expected a JSON object of inputs/outputs, got {_short(truth)}")
+        return Problem(**common, tests=truth, metadata=metadata)
+    if domain == "instruction":
+        if not isinstance(truth, dict):
+            raise FieldError(where, f"expected a JSON object with instruction_id_list and kwargs, got {_short(truth)}")
+        ids = truth.get("instruction_id_list", truth.get("instruction_ids"))
+        return Problem(**common, metadata={**metadata, **_instruction_metadata(ids, truth.get("kwargs"))})
+    entry_meta = truth.get("metadata") if isinstance(truth, dict) else None
+    if not isinstance(entry_meta, dict) or not isinstance(entry_meta.get("source_dataset"), str):
+        raise SkippedRow("logic ground truth is not a Reasoning Gym entry",
+                         "the logic verifier rebuilds a Reasoning Gym task's scorer from its entry")
+    answer = truth.get("answer")
+    return Problem(**common, answer=None if answer is None else str(answer),
+                   metadata={**metadata, "task": entry_meta["source_dataset"], "entry": truth})
+
+
+from_eurus = from_verl
+"""Eurus-2-RL-Data is verl-format Parquet (``ability`` "math" or "code"); the name is kept for old recipes."""
 
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -217,14 +348,52 @@ def _choices(value: Any) -> list[str]:
     return value
 
 
-def from_scp(row: dict, *, default_id: str) -> Problem:
-    r"""SCP-116K (STEM): ``problem``, ``domain`` (e.g. ``"Physics"``), ``matched_solution``, answer fields.
+def _boxed(value: Any) -> str | None:
+    r"""The last ``\boxed{}`` answer of a solution text, stripped, read as the math and STEM verifiers read it."""
+    boxed = last_boxed(value) if isinstance(value, str) else None
+    return boxed.strip() or None if boxed else None
 
-    The public set, as far as known, holds ``domain``, ``problem``, ``matched_solution`` (the solution
-    found in the source text) and model solutions (``o1_solution``, ``qwq_solution``) but no separate
-    short answer. The answer is therefore taken from the first of ``extracted_answer``, ``answer``,
-    ``final_answer``, else the last ``\boxed{}`` in ``matched_solution``; a row with none of these is
-    an error (it cannot be scored by a binary checker).
+
+SCP_MODEL_SOLUTIONS = (("o1_solution", "is_o1_solution_same_with_matched_solution"),
+                       ("qwq_solution", "is_qwq_solution_same_with_matched_solution"))
+"""SCP-116K's model solutions and the flag that says whether each agrees with ``matched_solution``."""
+
+
+def _scp_answer(row: dict) -> tuple[str, dict[str, Any]]:
+    r"""(answer, metadata about where it came from) for an SCP-116K row without a short-answer field.
+
+    ``matched_solution``'s last ``\boxed{}`` answer when it has one (the reference solution wins);
+    otherwise the last ``\boxed{}`` answer of the first model solution whose agreement flag is
+    ``True`` (o1, then QwQ). The metadata holds ``answer_from`` (that field) and, for the cross-check,
+    ``agreeing_answers``: the boxed answer of each agreeing model solution that has one (they may be
+    written differently from the reference, e.g. ``0.5`` and ``\frac{1}{2}``, so they are recorded,
+    not compared). Nothing derivable: :class:`SkippedRow` ``"no derivable answer"``.
+    """
+    agreeing = [field for field, flag in SCP_MODEL_SOLUTIONS if row.get(flag) is True]
+    model_answers = {field: boxed for field in agreeing if (boxed := _boxed(row.get(field)))}
+    matched = _boxed(row.get("matched_solution"))
+    if matched or model_answers:
+        answer_from = "matched_solution" if matched else next(iter(model_answers))
+        info: dict[str, Any] = {"answer_from": answer_from}
+        if model_answers:
+            info["agreeing_answers"] = model_answers
+        return matched or model_answers[answer_from], info
+    why = ("no \\boxed{} answer in matched_solution and "
+           + (f"none in the agreeing {' / '.join(agreeing)}" if agreeing else "no model solution flagged as agreeing"))
+    raise SkippedRow("no derivable answer", why)
+
+
+def from_scp(row: dict, *, default_id: str) -> Problem:
+    r"""SCP-116K (STEM): ``domain`` (e.g. ``"Physics"``), ``problem``, ``matched_solution``, model solutions.
+
+    The published rows hold ``domain``, ``problem``, ``matched_solution`` (the solution found with
+    the problem in its source text), ``o1_solution``, ``qwq_solution`` and the booleans
+    ``is_o1_solution_same_with_matched_solution`` / ``is_qwq_solution_same_with_matched_solution``,
+    but no short answer. The answer is the first of ``extracted_answer``, ``answer``,
+    ``final_answer`` when a row has one (converted copies often do); else ``matched_solution``'s last
+    ``\boxed{}`` answer; else the last ``\boxed{}`` answer of a model solution flagged as agreeing
+    with it (o1 first). ``metadata["answer_from"]`` names the field it came from. A row with no
+    derivable answer is skipped (counted as ``no derivable answer``): a binary checker needs a reference.
 
     Multiple choice: when ``options`` or ``choices`` is present (a list, or a ``{letter: text}`` dict)
     the options are listed in the prompt as ``A. ...`` lines, stored as ``metadata["choices"]`` (list
@@ -241,22 +410,20 @@ def from_scp(row: dict, *, default_id: str) -> Problem:
     B. neutron
     C. proton
     Answer with the letter of the correct option within \boxed{}.
-    >>> from_scp({"problem": "g on Earth in m/s^2?", "matched_solution": r"about \boxed{9.8}"},
-    ...          default_id="scp-2").answer
-    '9.8'
+    >>> row = {"domain": "Physics", "problem": "g on Earth in m/s^2?", "matched_solution": "about 9.8",
+    ...        "o1_solution": r"so \boxed{9.8}", "qwq_solution": r"\boxed{10}",
+    ...        "is_o1_solution_same_with_matched_solution": True,
+    ...        "is_qwq_solution_same_with_matched_solution": False}
+    >>> p = from_scp(row, default_id="scp-2")
+    >>> p.answer, p.metadata["answer_from"]
+    ('9.8', 'o1_solution')
     """
     problem = _text(row, "problem")
     key = _first_present(row, ("extracted_answer", "answer", "final_answer"))
     if key is not None:
-        answer = _text(row, key)
+        answer, metadata = _text(row, key), {}
     else:
-        solution = row.get("matched_solution")  # read as the math and STEM verifiers read \boxed{}
-        boxed = last_boxed(solution) if isinstance(solution, str) else None
-        answer = boxed.strip() if boxed else None
-        if not answer:
-            raise FieldError("extracted_answer", "expected an answer field (extracted_answer, answer or "
-                             "final_answer) or a \\boxed{} answer in 'matched_solution'")
-    metadata: dict[str, Any] = {}
+        answer, metadata = _scp_answer(row)
     if isinstance(row.get("domain"), str):
         metadata["field"] = row["domain"]
     options_key = _first_present(row, ("options", "choices"))
@@ -273,7 +440,7 @@ def from_scp(row: dict, *, default_id: str) -> Problem:
         elif answer in choices:
             answer = letters[choices.index(answer)]
         else:
-            raise FieldError(key or "extracted_answer",
+            raise FieldError(key or metadata["answer_from"],
                              f"expected a letter {letters[0]}-{letters[-1]} or an option's text, got {_short(answer)}")
         metadata["choices"] = choices
         listed = "\n".join(f"{letter}. {text}" for letter, text in zip(letters, choices))
@@ -313,13 +480,22 @@ def from_reasoning_gym(row: dict, *, default_id: str) -> Problem:
 
 
 def from_ifeval(row: dict, *, default_id: str) -> Problem:
-    """IFEval-style instruction following (Llama-Nemotron IF data, IFEval itself): prompt plus constraints.
+    """Instruction following: IFEval's rows and the Llama-Nemotron post-training instruction-following RL subset.
 
-    Fields, with IFEval's names: ``prompt`` (a string, or a chat list; ``input`` is accepted as a
-    variant), ``instruction_id_list`` (e.g. ``["punctuation:no_comma"]``; ``instruction_ids`` is accepted
-    as a variant) and ``kwargs`` (one dict per instruction, or a JSON string of the list). None-valued keys in each kwargs dict are dropped: the Hugging Face copy of IFEval
-    fills every possible argument with None. ``key`` or ``id`` gives the id. Unsure: the exact field
-    names of the Nemotron instruction-following subset; rows that use other names need a conversion.
+    IFEval's names: ``prompt`` (a string or a chat list), ``instruction_id_list`` (e.g.
+    ``["punctuation:no_comma"]``; ``instruction_ids`` is accepted as a variant) and ``kwargs`` (one
+    dict per instruction, or a JSON string of the list). ``key`` or ``id`` gives the id.
+
+    Llama-Nemotron's names: ``input``, a chat list of ``{role, content}`` messages (the prompt is the
+    LAST user message: the turn the response answers), ``args`` = ``{"instruction_id_list": [...],
+    "instruction_kwargs": [{...} or null, ...]}`` (null for instructions without arguments, a JSON
+    string of the object is accepted too), ``system_prompt`` (e.g. ``"detailed thinking on"``) and
+    ``category``, ``license``, ``reasoning``, ``used_in_training``, ``version``, kept in
+    ``metadata`` when present (``reasoning`` says whether the system prompt turns thinking on).
+
+    The system message (``system_prompt``, else the chat list's system messages) becomes
+    :attr:`Problem.system`. In each kwargs dict None values are dropped (the Hugging Face copy of
+    IFEval, and columnar files, fill every argument name with None); a None entry becomes ``{}``.
 
     >>> row = {"key": 1001, "prompt": "Describe rain without commas.",
     ...        "instruction_id_list": ["punctuation:no_comma", "length_constraints:number_words"],
@@ -327,61 +503,143 @@ def from_ifeval(row: dict, *, default_id: str) -> Problem:
     >>> p = from_ifeval(row, default_id="if-1")
     >>> p.id, p.domain, p.metadata["kwargs"][1]
     ('1001', 'instruction', {'relation': 'at least', 'num_words': 20})
+    >>> row = {"input": [{"role": "user", "content": "Describe rain without commas."}],
+    ...        "args": {"instruction_id_list": ["punctuation:no_comma"], "instruction_kwargs": [None]},
+    ...        "category": "instruction following", "license": "odc-by", "reasoning": "on",
+    ...        "used_in_training": "yes", "version": "v1", "system_prompt": "detailed thinking on"}
+    >>> p = from_ifeval(row, default_id="if-2")
+    >>> p.prompt, p.system, p.metadata["instruction_ids"], p.metadata["kwargs"]
+    ('Describe rain without commas.', 'detailed thinking on', ['punctuation:no_comma'], [{}])
     """
+    if "args" in row and not {"instruction_id_list", "instruction_ids"} & set(row):
+        args = _json_field(row, "args")
+        if not isinstance(args, dict):
+            raise FieldError("args", f"expected {{'instruction_id_list': [...], 'instruction_kwargs': [...]}}, "
+                                     f"got {_short(args)}")
+        ids, kwargs = args.get("instruction_id_list"), args.get("instruction_kwargs", args.get("kwargs"))
+        if ids is None:
+            raise FieldError("args.instruction_id_list", f"expected a list of instruction ids, got {_short(ids)}")
+    else:
+        ids, kwargs = row.get("instruction_id_list", row.get("instruction_ids")), row.get("kwargs")
     prompt_key = "prompt" if row.get("prompt") is not None else "input"
-    prompt, _system = _chat_text(row.get(prompt_key), prompt_key)
-    ids = row.get("instruction_id_list", row.get("instruction_ids"))
-    kwargs = _json_field(row, "kwargs")
-    if isinstance(kwargs, list):
-        kwargs = [{k: v for k, v in kw.items() if v is not None} if isinstance(kw, dict) else kw for kw in kwargs]
+    prompt, system = _last_user(row.get(prompt_key), prompt_key)
+    system = _nonempty(row.get("system_prompt")) or system
+    metadata = _instruction_metadata(ids, kwargs)
+    for name in ("category", "license", "reasoning", "used_in_training", "version"):
+        if isinstance(row.get(name), (str, int, float, bool)):
+            metadata[name] = row[name]
     key = _first_present(row, ("key", "id"))
     return Problem(id=_text(row, key) if key else default_id, domain="instruction", prompt=prompt,
-                   metadata={"instruction_ids": ids, "kwargs": kwargs})
+                   metadata=metadata, system=system)
 
 
 ADAPTERS: dict[str, Callable[..., Problem]] = {
     "prorl": from_prorl,
     "deepscaler": from_deepscaler,
+    "verl": from_verl,
     "eurus": from_eurus,
     "scp": from_scp,
     "reasoning_gym": from_reasoning_gym,
     "ifeval": from_ifeval,
 }
-"""Adapter names accepted by ``load_problems(adapter=...)`` and ``data.adapter`` in a recipe."""
+"""Adapter names accepted by ``load_problems(adapter=...)`` and ``data.adapter`` in a recipe.
+
+``eurus`` is another name for ``verl`` (detection answers ``verl``).
+"""
+
+DETECT_ROWS = 20
+"""How many of a file's first readable rows :func:`detect_adapter_rows` looks at."""
 
 
-def detect_adapter(keys: set[str] | list[str]) -> str | None:
-    """The adapter for a row with these top-level keys, or None when no rule or more than one matches.
+def matching_adapters(keys: set[str] | list[str]) -> list[str]:
+    """Every adapter whose key rule matches a row with these top-level keys, in :data:`ADAPTERS` order.
 
-    Rules (first row of a file decides for the whole file):
+    Rules (also in ``docs/data.md``):
 
-    - ``prorl``: has ``prompt`` and ``domain`` or ``id`` (our schema), and neither ``reward_model``
-      nor ``instruction_id_list``.
-    - ``eurus``: has ``reward_model`` and ``prompt``.
-    - ``ifeval``: has ``instruction_id_list`` or ``instruction_ids``.
-    - ``reasoning_gym``: has ``question`` and ``metadata``.
+    - ``prorl``: has ``prompt`` and ``domain`` or ``id`` (our schema), and none of ``reward_model``,
+      ``instruction_id_list``, ``instruction_ids``.
+    - ``verl``: has ``reward_model`` and ``prompt``.
     - ``scp``: has ``problem`` and one of ``matched_solution``, ``extracted_answer``, ``options``,
       ``choices``, ``domain``.
     - ``deepscaler``: has ``problem`` and ``answer`` and none of the SCP keys.
+    - ``reasoning_gym``: has ``question`` and ``metadata``.
+    - ``ifeval``: has ``instruction_id_list`` or ``instruction_ids``, or ``input`` and ``args`` (Llama-Nemotron).
 
-    >>> detect_adapter({"problem", "answer", "solution"}), detect_adapter({"problem", "domain", "matched_solution"})
-    ('deepscaler', 'scp')
-    >>> detect_adapter({"id", "domain", "prompt", "answer"}), detect_adapter({"text"})
-    ('prorl', None)
+    >>> matching_adapters({"input", "args", "system_prompt"}), matching_adapters({"text"})
+    (['ifeval'], [])
     """
     keys = set(keys)
     scp_keys = {"matched_solution", "extracted_answer", "options", "choices", "domain"}
     rules = {
         "prorl": "prompt" in keys and bool(keys & {"domain", "id"})
         and not keys & {"reward_model", "instruction_id_list", "instruction_ids"},
-        "eurus": {"reward_model", "prompt"} <= keys,
-        "ifeval": bool(keys & {"instruction_id_list", "instruction_ids"}),
-        "reasoning_gym": {"question", "metadata"} <= keys,
-        "scp": "problem" in keys and bool(keys & scp_keys),
         "deepscaler": {"problem", "answer"} <= keys and not keys & scp_keys,
+        "verl": {"reward_model", "prompt"} <= keys,
+        "scp": "problem" in keys and bool(keys & scp_keys),
+        "reasoning_gym": {"question", "metadata"} <= keys,
+        "ifeval": bool(keys & {"instruction_id_list", "instruction_ids"}) or {"input", "args"} <= keys,
     }
-    matched = [name for name, ok in rules.items() if ok]
+    return [name for name in ADAPTERS if rules.get(name)]
+
+
+def detect_adapter(keys: set[str] | list[str]) -> str | None:
+    """The adapter for a row with these top-level keys: the one rule of :func:`matching_adapters` that
+    matches, or None when none or more than one does. Files are detected from several rows by
+    :func:`detect_adapter_rows`.
+
+    >>> detect_adapter({"problem", "answer", "solution"}), detect_adapter({"problem", "domain", "matched_solution"})
+    ('deepscaler', 'scp')
+    >>> detect_adapter({"id", "domain", "prompt", "answer"}), detect_adapter({"text"})
+    ('prorl', None)
+    """
+    matched = matching_adapters(keys)
     return matched[0] if len(matched) == 1 else None
+
+
+def accepts(name: str, row: dict) -> bool:
+    """Whether adapter ``name`` reads ``row``: a valid problem, or a row it recognises and skips.
+
+    A :class:`SkippedRow` counts as read: the row is in the adapter's format (an SCP-116K row without
+    a derivable answer is still an SCP-116K row).
+    """
+    try:
+        validate_problem(ADAPTERS[name](row, default_id="detect"))
+    except SkippedRow:
+        return True
+    except (FieldError, TypeError, AttributeError, ValueError):  # a row of another shape may trip an adapter
+        return False
+    return True
+
+
+def detect_adapter_rows(rows: list[dict]) -> str | None:
+    """The adapter for a file from its first rows (up to :data:`DETECT_ROWS`), or None when none fits.
+
+    Each row votes for the adapters whose key rule matches it (:func:`matching_adapters`) and that
+    read it (:func:`accepts`); the adapter with most votes wins, so one malformed first row does not
+    decide for the file. A tie goes to the adapter that is the only key match of more rows; a tie
+    after that gives None (the caller asks for an explicit adapter).
+
+    >>> good = {"problem": "1+1?", "answer": "2"}
+    >>> detect_adapter_rows([{"problem": "1+1?"}, good, good])
+    'deepscaler'
+    >>> detect_adapter_rows([{"text": "hi"}]) is None
+    True
+    """
+    votes: dict[str, int] = {}
+    sole: dict[str, int] = {}
+    for row in rows[:DETECT_ROWS]:
+        names = matching_adapters(row)
+        for name in names:
+            if accepts(name, row):
+                votes[name] = votes.get(name, 0) + 1
+                if len(names) == 1:
+                    sole[name] = sole.get(name, 0) + 1
+    if not votes:
+        return None
+    ranked = sorted(votes, key=lambda n: (votes[n], sole.get(n, 0)), reverse=True)
+    if len(ranked) > 1 and (votes[ranked[0]], sole.get(ranked[0], 0)) == (votes[ranked[1]], sole.get(ranked[1], 0)):
+        return None
+    return ranked[0]
 
 
 # ---------------------------------------------------------------------- validation

@@ -1,8 +1,11 @@
 """Load problems from JSONL (``.jsonl``, ``.jsonl.gz``), Parquet, or a saved Hugging Face dataset directory.
 
 Every row becomes a :class:`~prorl.data.schema.Problem` through an adapter (our own schema, or a
-source format from :mod:`prorl.data.adapters`, named or detected from the first row's keys), is
+source format from :mod:`prorl.data.adapters`, named or detected from the file's first rows), is
 checked by :func:`~prorl.data.adapters.validate_problem`, and gets ``source = "<path>:<position>"``.
+A well-formed row that cannot be used (an adapter's :class:`~prorl.data.adapters.SkippedRow`: no
+derivable answer, an unrouted ``ability``) is left out and counted by reason in a :class:`LoadReport`;
+:func:`load_problems` prints the report's one-line summary when it skipped rows.
 
 Positions: JSONL rows are numbered by their 1-based line (blank lines are skipped but counted);
 Parquet rows and dataset-directory rows by their 0-based row index (the ``i`` of ``dataset[i]``).
@@ -36,11 +39,14 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import itertools
 import json
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
-from prorl.data.adapters import ADAPTERS, FieldError, detect_adapter, validate_problem
+from prorl.data.adapters import ADAPTERS, DETECT_ROWS, FieldError, SkippedRow, detect_adapter_rows, validate_problem
 from prorl.data.schema import DOMAINS, Problem
 from prorl.errors import ConfigError, DataError
 
@@ -179,77 +185,153 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
     return {"jsonl": _jsonl_rows, "parquet": _parquet_rows, "arrow-dir": _arrow_rows}[kind](path)
 
 
-def _resolve_adapter(adapter: str | None, row: dict, path: Path, position: int, domain: str | None) -> str:
-    if adapter is not None:
-        return adapter
-    # With the file's domain given, our-schema rows may leave out both domain and id.
-    name = detect_adapter(set(row) | ({"domain"} if domain is not None and "prompt" in row else set()))
-    if name is None:
-        raise DataError(f"{path}:{position}: cannot tell the row format from its fields "
-                        f"({', '.join(sorted(map(str, row)))}); pass an adapter, one of {', '.join(ADAPTERS)}")
-    return name
+@dataclasses.dataclass
+class LoadReport:
+    """What loading one file did; filled in by :func:`iter_problems` / :func:`load_problems` (``report=``).
+
+    >>> r = LoadReport("train.parquet", "scp", loaded=812, skipped=Counter({"no derivable answer": 30,
+    ...                "ability 'chat' not routed": 7}))
+    >>> r.num_skipped, r.summary()
+    (37, "train.parquet: 812 rows loaded, 37 skipped (no derivable answer: 30, ability 'chat' not routed: 7)")
+    """
+
+    path: str = ""
+    adapter: str | None = None
+    """The adapter used: the one named, or the one detected from the first rows."""
+    loaded: int = 0
+    """Problems yielded."""
+    bad: int = 0
+    """Rows yielded as DataError (malformed, unreadable, duplicate id)."""
+    skipped: Counter = dataclasses.field(default_factory=Counter)
+    """Rows left out, per reason (``SkippedRow.reason``), e.g. ``{"no derivable answer": 30}``."""
+    first_skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Per reason, the first skipped row: ``"<path>:<position>: skipped (<reason>): <detail>"``."""
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def summary(self) -> str:
+        """One line: ``<path>: N rows loaded[, B bad], M skipped (<reason>: count, ...)``; most frequent
+        reason first, ties in alphabetical order."""
+        line = f"{self.path}: {self.loaded} rows loaded"
+        if self.bad:
+            line += f", {self.bad} bad"
+        if self.skipped:
+            ranked = sorted(self.skipped.items(), key=lambda item: (-item[1], item[0]))
+            reasons = ", ".join(f"{reason}: {n}" for reason, n in ranked)
+            line += f", {self.num_skipped} skipped ({reasons})"
+        return line
 
 
-def iter_problems(path: str | Path, *, adapter: str | None = None,
-                  domain: str | None = None) -> Iterator[Problem | DataError]:
-    """One item per row of ``path``: the Problem, or the DataError that says what is wrong with it.
+def _with_domain(row: dict, domain: str | None) -> dict:
+    """With the file's domain given, our-schema rows (they have ``prompt``) may leave out ``domain``."""
+    if domain is not None and "prompt" in row and row.get("domain") is None:
+        return {**row, "domain": domain}
+    return row
+
+
+def iter_problems(path: str | Path, *, adapter: str | None = None, domain: str | None = None,
+                  report: LoadReport | None = None) -> Iterator[Problem | DataError]:
+    """One item per used row of ``path``: the Problem, or the DataError that says what is wrong with it.
 
     Args:
         path: a ``.jsonl`` / ``.jsonl.gz`` / ``.parquet`` file or a saved dataset directory.
-        adapter: a name from ``ADAPTERS``; None detects it from the first readable row.
+        adapter: a name from ``ADAPTERS``; None detects it from the first readable rows (up to
+            :data:`~prorl.data.adapters.DETECT_ROWS`, see :func:`~prorl.data.adapters.detect_adapter_rows`).
         domain: the file's domain: filled in for our-schema rows that lack ``domain``, and every
             problem must have it (a mismatch is a bad row).
+        report: a :class:`LoadReport` to fill in (path, adapter, counts of loaded, bad and skipped
+            rows) as the items are yielded; complete once the iterator is exhausted.
 
-    File-level problems (no such file, unknown format, undetectable adapter) raise DataError instead
-    of being yielded; an unknown adapter or domain name raises ConfigError. Ids must be unique in a file.
+    Rows an adapter skips (:class:`~prorl.data.adapters.SkippedRow`) are not yielded, only counted
+    in ``report``. File-level problems (no such file, unknown format, undetectable adapter) raise
+    DataError instead of being yielded; an unknown adapter or domain name raises ConfigError. Ids
+    must be unique in a file.
     """
     path = Path(path)
     if adapter is not None and adapter not in ADAPTERS:
         raise ConfigError(f"unknown adapter {adapter!r}; expected one of {', '.join(ADAPTERS)}")
     if domain is not None and domain not in DOMAINS:
         raise ConfigError(f"unknown domain {domain!r}; expected one of {', '.join(DOMAINS)}")
+    report = report if report is not None else LoadReport()
+    report.path, report.adapter = str(path), adapter
     columnar = _format(path) != "jsonl"
     where = "row" if columnar else "line"
     stem = _stem(path)
+    rows = read_rows(path)
+    if adapter is None:
+        # Read ahead far enough to see DETECT_ROWS readable rows, then replay what was read.
+        ahead: list[tuple[int, Any, str | None]] = []
+        samples: list[dict] = []
+        for item in rows:
+            ahead.append(item)
+            if item[2] is None and isinstance(item[1], dict):
+                samples.append(_with_domain(item[1], domain))
+                if len(samples) == DETECT_ROWS:
+                    break
+        if samples:
+            adapter = detect_adapter_rows(samples)
+            if adapter is None:
+                raise DataError(f"{path}: cannot tell the row format from the first {len(samples)} row(s) "
+                                f"(fields of the first: {', '.join(sorted(map(str, samples[0])))}); "
+                                f"pass an adapter, one of {', '.join(ADAPTERS)}")
+        report.adapter = adapter
+        rows = itertools.chain(ahead, rows)
     first_seen: dict[str, int] = {}
-    for position, row, error in read_rows(path):
+    for position, row, error in rows:
         prefix = f"{path}:{position}"
         if error is not None:
+            report.bad += 1
             yield DataError(f"{prefix}: {error}")
             continue
         if not isinstance(row, dict):
+            report.bad += 1
             yield DataError(f"{prefix}: expected a JSON object, got {type(row).__name__}")
             continue
-        adapter = _resolve_adapter(adapter, row, path, position, domain)
-        if domain is not None and adapter == "prorl" and row.get("domain") is None:
-            row = {**row, "domain": domain}
+        if adapter == "prorl":
+            row = _with_domain(row, domain)
         try:
             problem = validate_problem(ADAPTERS[adapter](row, default_id=f"{stem}-{position}"))
             if domain is not None and problem.domain != domain:
                 raise FieldError("domain", f"expected {domain!r} (the domain this file was loaded as), "
                                            f"got {problem.domain!r}")
+        except SkippedRow as skip:
+            report.skipped[skip.reason] += 1
+            report.first_skipped.setdefault(skip.reason, f"{prefix}: {skip}")
+            continue
         except FieldError as exc:
+            report.bad += 1
             yield DataError(f"{prefix}: {exc}")
             continue
         if problem.id in first_seen:
+            report.bad += 1
             yield DataError(f"{prefix}: field 'id': expected ids unique within the file, "
                             f"got {problem.id!r} again (first at {where} {first_seen[problem.id]})")
             continue
         first_seen[problem.id] = position
+        report.loaded += 1
         yield dataclasses.replace(problem, source=prefix)
 
 
-def load_problems(path: str | Path, *, adapter: str | None = None, domain: str | None = None) -> list[Problem]:
+def load_problems(path: str | Path, *, adapter: str | None = None, domain: str | None = None,
+                  report: LoadReport | None = None) -> list[Problem]:
     """All problems of ``path``; the first bad row raises its DataError (``prorl data check`` lists all).
 
-    Arguments are those of :func:`iter_problems`. An empty file is an error too: a silently empty
-    training set would only fail later, further from the cause.
+    Arguments are those of :func:`iter_problems`. Skipped rows are left out; without ``report`` the
+    summary line (:meth:`LoadReport.summary`) is printed to stderr once when any were skipped, with
+    ``report`` it is filled in and printing is the caller's call. A file with no usable rows is an
+    error too: a silently empty training set would only fail later, further from the cause.
     """
+    own = report is None
+    report = LoadReport() if own else report
     problems = []
-    for item in iter_problems(path, adapter=adapter, domain=domain):
+    for item in iter_problems(path, adapter=adapter, domain=domain, report=report):
         if isinstance(item, DataError):
             raise item
         problems.append(item)
     if not problems:
-        raise DataError(f"{path}: no rows")
+        raise DataError(f"{path}: no rows" if not report.num_skipped else f"{report.summary()}: no usable rows")
+    if own and report.num_skipped:
+        print(report.summary(), file=sys.stderr)
     return problems

@@ -24,6 +24,9 @@ class Problem:
     - logic: ``metadata`` = the Reasoning Gym entry's task name and metadata
       (``{"task": "...", "entry": {...}}``); ``answer`` the reference answer.
     - instruction: ``metadata`` = ``{"instruction_ids": [...], "kwargs": [{...}, ...]}``.
+
+    >>> Problem("a", "math", "1+1=", answer="2", system="Be brief.").to_dict()
+    {'id': 'a', 'domain': 'math', 'prompt': '1+1=', 'answer': '2', 'system': 'Be brief.'}
     """
 
     id: str
@@ -40,6 +43,11 @@ class Problem:
     """Domain-specific data (task settings, instruction arguments, choices, difficulty)."""
     source: str = ""
     """Where the problem came from (file:line, data set name)."""
+    system: str | None = None
+    """The problem's own system message (a verl prompt's system turn, Llama-Nemotron's ``system_prompt``),
+    or None. It goes before the prompt through the chat template and wins over the run's
+    ``model.system_prompt`` (see :func:`prorl.policy.encode_prompts`); without a chat template it is
+    not used. Absent from a JSONL row means None, so files written before the field load unchanged."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable row, as written to and read from JSONL."""
@@ -52,4 +60,6 @@ class Problem:
             row["metadata"] = self.metadata
         if self.source:
             row["source"] = self.source
+        if self.system is not None:
+            row["system"] = self.system
         return row

@@ -99,6 +99,8 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto: cuda when available)")
     parser.add_argument("--chat-template", choices=["auto", "on", "off"], default="auto",
                         help="apply the tokenizer's chat template (auto: when it has one)")
+    parser.add_argument("--system-prompt", default=None,
+                        help="system message for problems without their own (needs a chat template)")
     parser.add_argument("--workers", type=int, default=2, help="verifier worker processes (default 2)")
     parser.add_argument("--verifier-timeout", type=float, default=30.0, help="seconds per verification (default 30)")
     parser.add_argument("--out", default="results.json", help="output JSON (default results.json)")
@@ -127,7 +129,8 @@ def main_eval(args) -> int:
     chat_template = {"auto": None, "on": True, "off": False}[args.chat_template]
     sampling = Sampling(n=args.n, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_tokens,
                         batch_size=args.batch_size)
-    settings = run_settings(sampling, seed=args.seed, chat_template=chat_template, problems=problems)
+    settings = run_settings(sampling, seed=args.seed, chat_template=chat_template, problems=problems,
+                            system_prompt=args.system_prompt)
     settings |= {"model": str(args.model), "data": [str(f) for f in args.data], "dtype": args.dtype}
 
     out = Path(args.out)
@@ -152,7 +155,8 @@ def main_eval(args) -> int:
                 progress_bar(len(problems), not args.no_progress) as bar:
             bar.update(len(records))
             for chunk, chunk_records in iter_chunks(HFEngine(model, tokenizer), tokenizer, problems, sampling, pool=pool,
-                                                    seed=args.seed, chat_template=chat_template, skip=set(done)):
+                                                    seed=args.seed, chat_template=chat_template, skip=set(done),
+                                                    system_prompt=args.system_prompt):
                 _append_line(partial, {"chunk": chunk, "problems": chunk_records})
                 records.extend(chunk_records)
                 bar.update(len(chunk_records))

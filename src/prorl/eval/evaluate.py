@@ -86,6 +86,7 @@ def iter_chunks(
     seed: int,
     chat_template: bool | None,
     skip: set[int] | frozenset[int] = frozenset(),
+    system_prompt: str | None = None,
 ) -> Iterator[tuple[int, list[dict]]]:
     """Generate and score chunk by chunk; yields ``(chunk index, per-problem records)``.
 
@@ -105,7 +106,7 @@ def iter_chunks(
             continue
         part = problems[start:start + size]
         groups = sample_and_score(engine, tokenizer, part, sampling, RandomStream(_chunk_seed(seed, chunk)), pool,
-                                  chat_template=chat_template)
+                                  chat_template=chat_template, system_prompt=system_prompt)
         verdicts, finish = groups.verdicts, groups.rollout.finish_reasons
         records = []
         for j, problem in enumerate(part):
@@ -190,6 +191,7 @@ def evaluate(
     seed: int = 0,
     progress: bool = False,
     chat_template: bool | None = None,
+    system_prompt: str | None = None,
 ) -> dict:
     """Sample ``sampling.n`` responses per problem, score them with ``pool`` and summarise (see :func:`summarize`).
 
@@ -208,11 +210,12 @@ def evaluate(
     bad = [k for k in ks if k < 1 or k > n]
     if bad:
         raise ValueError(f"evaluate: k values {bad} outside 1..n={n}")
-    settings = run_settings(sampling, seed=seed, chat_template=chat_template, problems=problems)
+    settings = run_settings(sampling, seed=seed, chat_template=chat_template, problems=problems,
+                            system_prompt=system_prompt)
     records: list[dict] = []
     with progress_bar(len(problems), progress) as bar:
         for _, chunk_records in iter_chunks(engine, tokenizer, problems, sampling, pool=pool, seed=seed,
-                                            chat_template=chat_template):
+                                            chat_template=chat_template, system_prompt=system_prompt):
             records.extend(chunk_records)
             bar.update(len(chunk_records))
     return summarize(records, ks, settings)
@@ -229,9 +232,12 @@ def validation_metrics(result: dict) -> dict:
     return metrics
 
 
-def run_settings(sampling, *, seed, chat_template, problems) -> dict:
-    """Everything that decides the per-problem results; a resumed run must match it exactly."""
-    return {
+def run_settings(sampling, *, seed, chat_template, problems, system_prompt=None) -> dict:
+    """Everything that decides the per-problem results; a resumed run must match it exactly.
+
+    ``system_prompt`` is recorded only when set, so files written without one keep their settings.
+    """
+    settings = {
         "n": sampling.n,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
@@ -243,6 +249,7 @@ def run_settings(sampling, *, seed, chat_template, problems) -> dict:
         "num_problems": len(problems),
         "problems_sha": problems_fingerprint(problems),
     }
+    return settings | ({"system_prompt": system_prompt} if system_prompt else {})
 
 
 def progress_bar(total: int, enabled: bool):

@@ -59,7 +59,8 @@ def _parse_gold(answer: str, parsing_timeout: int | None) -> tuple:
 
 
 def score(problem: Problem, response: str) -> Verdict:
-    """Binary reward: 1.0 when the last boxed answer equals ``problem.answer`` by math-verify."""
+    """Binary reward: 1.0 when the last boxed answer equals ``problem.answer`` (or another of
+    :func:`accepted_answers`) by math-verify."""
     from math_verify import parse, verify
 
     if problem.answer is None or not str(problem.answer).strip():
@@ -68,15 +69,30 @@ def score(problem: Problem, response: str) -> Verdict:
     if content is None:
         return Verdict(0.0, "no \\boxed{} answer")
     parsing_timeout, verify_timeout = _timeouts()
-    gold = _parse_gold(str(problem.answer), parsing_timeout)
     predicted = parse(f"\\boxed{{{content}}}", parsing_timeout=parsing_timeout) if content.strip() else []
-    if predicted and verify(list(gold), predicted, timeout_seconds=verify_timeout):
-        return Verdict(1.0, "correct")
+    for answer in accepted_answers(problem):
+        gold = _parse_gold(answer, parsing_timeout)
+        if predicted and verify(list(gold), predicted, timeout_seconds=verify_timeout):
+            return Verdict(1.0, "correct")
     # parse() falls back to the raw string when no expression comes out; a text ground truth may still
     # match that string (above), but for the reason a string-only parse means "unparseable".
     if not any(not isinstance(x, str) for x in predicted):
         return Verdict(0.0, "unparseable answer")
     return Verdict(0.0, f"wrong: got {_short(content)}")
+
+
+def accepted_answers(problem: Problem) -> list[str]:
+    """``problem.answer``, then any other acceptable answers the source listed (``metadata["answers"]``).
+
+    >>> accepted_answers(Problem("m", "math", "?", answer="2", metadata={"answers": ["2", "two", 2.0]}))
+    ['2', 'two', '2.0']
+    """
+    answers = [str(problem.answer)]
+    extra = problem.metadata.get("answers") if isinstance(problem.metadata, dict) else None
+    for item in extra if isinstance(extra, list) else []:
+        if str(item).strip() and str(item) not in answers:
+            answers.append(str(item))
+    return answers
 
 
 def _short(text: str, limit: int = 80) -> str:
