@@ -153,3 +153,18 @@ def test_workers_that_cannot_start_raise_instead_of_looping():
     with pytest.raises(RuntimeError, match="keep failing to start"):
         with ScoringPool(1, score_fn="no_such_module_here:score") as p:
             p.score_batch([make("math", "1")], ["1"])
+
+
+def test_in_process_scoring_sets_no_wall_clock_limit(monkeypatch):
+    # A pool of 0 workers promises no deadlines: math-verify's own alarm must not apply there either,
+    # or a busy machine could turn a right answer into a timeout (score 0).
+    import prorl.verifiers.math as math_verifier
+
+    seen = []
+    real = math_verifier._timeouts
+    monkeypatch.setattr(math_verifier, "_timeouts", lambda: seen.append(real()) or seen[-1])
+    problem = Problem(id="m", domain="math", prompt="?", answer="2")
+    with ScoringPool(0) as pool:
+        assert pool.score_batch([problem], ["\\boxed{2}"])[0].score == 1.0
+    assert seen == [(None, None)]
+    assert real() == (math_verifier.MATH_VERIFY_TIMEOUT_S,) * 2  # direct calls keep the limit

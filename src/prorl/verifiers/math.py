@@ -18,6 +18,8 @@ process's main thread. Called from any other thread, this module disables math-v
 (``parsing_timeout=None``, ``timeout_seconds=None``) and a pathological answer can then run
 unbounded: scoring from threads is unsupported except under an outer deadline, such as the
 :class:`prorl.verifiers.pool.ScoringPool` worker's, whose workers call this from their main thread.
+In-process scoring (``ScoringPool(0)``) turns the limits off (:func:`without_time_limits`): it has no
+deadlines by definition, and a wall-clock limit would make its verdicts depend on the machine's load.
 
 >>> from prorl.data.schema import Problem
 >>> p = Problem(id="m1", domain="math", prompt="Half of one?", answer="\\\\frac{1}{2}")
@@ -29,6 +31,7 @@ Verdict(score=1.0, reason='correct', status='ok')
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 
@@ -40,9 +43,25 @@ MATH_VERIFY_TIMEOUT_S = 5
 """Seconds math-verify may spend on one parse or one verify (main thread only, see the module doc)."""
 
 
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def without_time_limits():
+    """math-verify's own wall-clock limits off in this thread: for in-process scoring
+    (``ScoringPool(0)``), which promises no deadlines, so that its results never depend on how busy
+    the machine is. Pool workers keep the limits, under the pool's own deadline."""
+    previous = getattr(_state, "unlimited", False)
+    _state.unlimited = True
+    try:
+        yield
+    finally:
+        _state.unlimited = previous
+
+
 def _timeouts() -> tuple[int | None, int | None]:
     # signal.alarm exists only for the main thread; elsewhere math-verify would raise.
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread() and not getattr(_state, "unlimited", False):
         return MATH_VERIFY_TIMEOUT_S, MATH_VERIFY_TIMEOUT_S
     return None, None
 
