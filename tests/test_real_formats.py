@@ -348,3 +348,29 @@ def test_sample_and_score_passes_problem_and_run_system_messages():
             sample_and_score(engine, TemplateTokenizer(), problems, Sampling(2, 1.0, 1.0, 4, None), RandomStream(0),
                              None, chat_template=None, system_prompt=run_system)
         assert [decode(x) for x in engine.prompts] == expected
+
+
+def test_every_source_scores_through_prorl_score(tmp_path, capsys):
+    # The documented path end to end: load the published rows, save problems + responses, `prorl score`.
+    import argparse
+
+    from prorl.score_cmd import add_score_arguments, main_score
+
+    scp = load_problems(write_jsonl(tmp_path / "scp.jsonl", SCP_ROWS))[0]
+    nemotron = load_problems(write_jsonl(tmp_path / "if.jsonl", NEMOTRON_ROWS))[0]
+    eurus_math, eurus_stdin, _ = load_problems(write_parquet(tmp_path / "eurus.parquet", EURUS_ROWS))
+    cases = [
+        (scp, "the answer is \\boxed{20}", "\\boxed{21}"),
+        (nemotron, "Rain falls softly on the quiet town", "Rain falls, softly"),
+        (eurus_math, "So $2^{10} = \\boxed{1024}$.", "\\boxed{1000}"),
+        (eurus_stdin, SUM_RIGHT, SUM_WRONG),
+    ]
+    rows = tmp_path / "responses.jsonl"
+    write_jsonl(rows, [{"problem": p.to_dict(), "responses": [right, wrong]} for p, right, wrong in cases])
+    parser = argparse.ArgumentParser()
+    add_score_arguments(parser)
+    assert main_score(parser.parse_args([str(rows), "--workers", "0"])) == 0
+    scored = [json.loads(line) for line in (tmp_path / "responses.scored.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["score"]) for r in scored] == [
+        (p.id, s) for p, _, _ in cases for s in (1.0, 0.0)]
+    assert all(r["status"] == "ok" for r in scored)
