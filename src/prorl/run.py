@@ -20,7 +20,7 @@ from prorl.verifiers.gradeable import why_ungradeable
 from prorl.data.schema import Problem
 from prorl.errors import UserError
 from prorl.policy import load_policy, resolve_device
-from prorl.rollout import ENGINES, make_engine
+from prorl.rollout import engine_target, make_engine
 from prorl.runlog import RunLog
 from prorl.update import make_optimizer
 
@@ -98,8 +98,7 @@ def open_run(cfg: Config, resume: bool) -> Run:
                         f"or choose another run_dir")
     if not cfg.model.path:
         raise UserError("model.path is not set: give a Hugging Face model directory (or hub id)")
-    if cfg.rollout.engine not in ENGINES:
-        raise UserError(f"config key 'rollout.engine': expected one of {', '.join(ENGINES)}, got {cfg.rollout.engine!r}")
+    engine_target(cfg.rollout.engine)  # before the (slow) model load: a misspelt engine fails at once
     stages = stage_configs(cfg)
     saved = load_trainer_state(ckpt) if ckpt else None
     state = TrainState(**saved["train_state"]) if saved else TrainState()

@@ -50,8 +50,7 @@ from prorl.verifiers.gradeable import why_ungradeable
 def begin_step(run: Run, step: int) -> None:
     """At the boundary before ``step``: a scheduled reset left over from the end of a shorter run, the step's
     stage when it starts one (new data, maybe a reset), then a reset asked for by hand (``prorl reset``)."""
-    rc = run.stage.cfg.reset
-    if rc.every > 0 and step > 1 and step - 1 - run.state.last_reset_step >= rc.every:
+    if step > 1 and reset_due(run, step - 1):
         reset(run, step - 1, "schedule")  # fell due on the last step of the run this one extends
     stage = stage_of(run.stages, step)
     if stage.index != run.state.stage:
@@ -100,13 +99,19 @@ def reset(run: Run, step: int, reason: str) -> None:
     run.log.event(step, "reset", reason=reason, resets=run.state.resets, optimizer="kept" if keep else "reinitialised")
 
 
+def reset_due(run: Run, step: int) -> bool:
+    """Whether the reset schedule (``reset.every``) calls for a reset at the end of ``step``."""
+    every = run.stage.cfg.reset.every
+    return every > 0 and step - run.state.last_reset_step >= every
+
+
 def reset_and_validate(run: Run, step: int, metrics: dict) -> None:
     """After a step: a scheduled or KL-triggered reset, then validation when due (and a plateau reset).
 
     Runs on a step skipped for equal rewards too, so the schedule does not slip.
     """
     rc, vc, last = run.stage.cfg.reset, run.stage.cfg.validation, step == run.total_steps
-    if rc.every > 0 and step - run.state.last_reset_step >= rc.every and not last:
+    if reset_due(run, step) and not last:
         reset(run, step, "schedule")
     elif rc.kl_threshold > 0 and metrics.get("actor/kl", 0.0) > rc.kl_threshold:
         reset(run, step, f"kl {metrics['actor/kl']:.4g} > {rc.kl_threshold}")

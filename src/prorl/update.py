@@ -28,6 +28,7 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
     tokens_seen = 0.0
     grad_norms, skipped, updates = [], 0, 0
     beta = cfg.algo.kl_beta
+    norm = weights_norm(model)  # kept current below: only optimizer steps change the weights here
     model.train()
     for _ in range(cfg.train.epochs):
         order = torch.randperm(B, generator=generator)
@@ -67,9 +68,8 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
                 optimizer.zero_grad(set_to_none=True)  # never let a NaN reach the weights
                 skipped += 1
                 continue
-            before = weights_norm(model)
             optimizer.step()
-            check_weights(model, before, optimizer.param_groups[0]["lr"])
+            norm = check_weights(model, norm, optimizer.param_groups[0]["lr"])
             scheduler.step()
             grad_norms.append(grad_norm)
             updates += 1
@@ -102,14 +102,15 @@ def weights_norm(model) -> float:
     return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))))
 
 
-def check_weights(model, norm_before: float, lr: float) -> None:
-    """Stop the run (:class:`UnstableUpdate`) when an optimizer step left non-finite or exploded weights.
+def check_weights(model, norm_before: float, lr: float) -> float:
+    """The weights' norm after an optimizer step; stops the run (:class:`UnstableUpdate`) when the step left
+    non-finite or exploded weights.
 
     Raised before anything is logged or checkpointed, so the last checkpoint stays the run's latest good state.
     """
     after = weights_norm(model)
     if math.isfinite(after) and after <= MAX_NORM_GROWTH * norm_before + 1e-12:
-        return
+        return after
     what = "non-finite weights" if not math.isfinite(after) else (
         f"weights whose norm grew from {norm_before:.4g} to {after:.4g} (more than {MAX_NORM_GROWTH:g}x)")
     raise UnstableUpdate(f"an optimizer step produced {what} at learning rate {lr:g}; they were not logged or "

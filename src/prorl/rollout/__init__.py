@@ -14,7 +14,7 @@ from prorl.rollout.base import Engine, RandomStream, Rollout, Sampling
 from prorl.rollout.hf import HFEngine, decode_attention, generate, left_pad, sample_next
 
 __all__ = ["ENGINES", "Engine", "HFEngine", "RandomStream", "Rollout", "Sampling", "decode_attention", "generate",
-           "left_pad", "make_engine", "sample_next"]
+           "engine_target", "left_pad", "make_engine", "sample_next"]
 
 ENGINES = {
     "hf": "prorl.rollout.hf:HFEngine",
@@ -22,10 +22,14 @@ ENGINES = {
 """``rollout.engine`` value -> ``"module:Class"``; the class has ``from_policy(policy, tokenizer, rollout_cfg)``."""
 
 
+def engine_target(name: str) -> str:
+    """``"module:Class"`` of the engine called ``name``; a :class:`ConfigError` naming the setting otherwise."""
+    if name not in ENGINES:
+        raise ConfigError(f"config key 'rollout.engine': expected one of {', '.join(ENGINES)}, got {name!r}")
+    return ENGINES[name]
+
+
 def make_engine(rollout_cfg, policy, tokenizer) -> Engine:
     """The engine ``rollout_cfg.engine`` names, built for ``policy`` (its generation copy or its server)."""
-    target = ENGINES.get(rollout_cfg.engine)
-    if target is None:
-        raise ConfigError(f"config key 'rollout.engine': expected one of {', '.join(ENGINES)}, got {rollout_cfg.engine!r}")
-    module, name = target.split(":")
+    module, name = engine_target(rollout_cfg.engine).split(":")
     return getattr(importlib.import_module(module), name).from_policy(policy, tokenizer, rollout_cfg)
