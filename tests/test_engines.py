@@ -14,7 +14,8 @@ import torch
 
 import prorl.rollout as rollout
 from prorl.config import resolve_config
-from prorl.policy import load_policy, sequence_logprobs
+from prorl.logprobs import token_logprobs
+from prorl.policy import load_policy
 from prorl.rollout import RandomStream, Sampling, make_engine
 from prorl.tiny import build_char_tokenizer, build_tiny_model
 
@@ -55,7 +56,7 @@ def recomputed_logprobs(model, out, temperature):
     ids = torch.cat([out.prompt_ids, out.response_ids], dim=1)
     mask = torch.cat([out.prompt_mask, out.response_mask.long()], dim=1)
     with torch.no_grad():
-        lp, _ = sequence_logprobs(model, ids, mask, out.response_ids.shape[1], temperature=temperature)
+        lp, _ = token_logprobs(model, ids, mask, out.response_ids.shape[1], temperature=temperature)
     return lp * out.response_mask
 
 

@@ -19,7 +19,7 @@ LAYERS = [
     ("leaf", ["prorl.errors", "prorl.text"]),
     ("plain", ["prorl.config", "prorl.data", "prorl.verifiers"]),
     ("tensor", ["prorl.algo", "prorl.eval.passk"]),
-    ("model", ["prorl.policy", "prorl.rollout", "prorl.tiny"]),
+    ("model", ["prorl.policy", "prorl.logprobs", "prorl.rollout", "prorl.tiny"]),
     ("orchestration", ["prorl.groups", "prorl.batch", "prorl.update", "prorl.run", "prorl.train", "prorl.checkpoint",
                        "prorl.runlog", "prorl.eval", "prorl.report", "prorl.demo", "prorl.score_cmd", "prorl.check_cmd",
                        "prorl"]),

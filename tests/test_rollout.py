@@ -1,4 +1,4 @@
-"""Tests of the built-in rollout engine against ``model.generate`` and ``policy.sequence_logprobs``.
+"""Tests of the built-in rollout engine against ``model.generate`` and ``policy.token_logprobs``.
 
 One tiny "1m" Qwen2 model per module. A freshly initialised model predicts a near-uniform distribution
 and, greedily, repeats one token forever, so the fixture re-draws the weights with a larger spread
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from prorl.errors import UserError
-from prorl.policy import sequence_logprobs
+from prorl.logprobs import token_logprobs
 from prorl.rollout import Rollout, decode_attention, generate, left_pad, sample_next
 from prorl.tiny import build_char_tokenizer, build_tiny_model
 
@@ -129,7 +129,7 @@ def test_falls_back_to_dynamic_cache(setup, monkeypatch):
 
 
 @pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.7, 1.0), (1.3, 0.9)])
-def test_logprobs_match_sequence_logprobs(setup, temperature, top_p):
+def test_logprobs_match_token_logprobs(setup, temperature, top_p):
     model = setup[0]
     out = run(setup, temperature=temperature, top_p=top_p, generator=torch.Generator().manual_seed(3))
     assert "stop" in out.finish_reasons  # masks of different lengths are exercised
@@ -137,7 +137,7 @@ def test_logprobs_match_sequence_logprobs(setup, temperature, top_p):
     input_ids = torch.cat([out.prompt_ids, out.response_ids], dim=1)  # [B, P+T]
     attention_mask = torch.cat([out.prompt_mask, out.response_mask.long()], dim=1)  # [B, P+T]
     with torch.no_grad():
-        ref, _ = sequence_logprobs(model, input_ids, attention_mask, T, temperature=temperature)
+        ref, _ = token_logprobs(model, input_ids, attention_mask, T, temperature=temperature)
     mask = out.response_mask.bool()
     assert out.logprobs.dtype == torch.float32
     torch.testing.assert_close(out.logprobs[mask], ref[mask], rtol=1e-4, atol=1e-5)
@@ -154,7 +154,7 @@ def test_bf16_runs_and_logprobs_are_close(setup):
         input_ids = torch.cat([out.prompt_ids, out.response_ids], dim=1)
         attention_mask = torch.cat([out.prompt_mask, out.response_mask.long()], dim=1)
         with torch.no_grad():
-            ref, _ = sequence_logprobs(model, input_ids, attention_mask, T)
+            ref, _ = token_logprobs(model, input_ids, attention_mask, T)
     finally:
         model.to(torch.float32)
     mask = out.response_mask.bool()
@@ -246,7 +246,7 @@ def test_outputs_are_ordinary_tensors_and_model_still_trains(setup):
         assert not getattr(out, field).is_inference(), field
     input_ids = torch.cat([out.prompt_ids, out.response_ids], dim=1)
     attention_mask = torch.cat([out.prompt_mask, out.response_mask.long()], dim=1)
-    logprobs, _ = sequence_logprobs(model, input_ids, attention_mask, out.response_ids.shape[1])
+    logprobs, _ = token_logprobs(model, input_ids, attention_mask, out.response_ids.shape[1])
     (logprobs * out.response_mask).sum().backward()
     assert model.get_input_embeddings().weight.grad is not None
     model.zero_grad(set_to_none=True)

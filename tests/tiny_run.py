@@ -31,7 +31,7 @@ def tiny_config(model_dir: Path, run_dir: Path, *extra: str):
         f"model.path={model_dir}", f"run_dir={run_dir}", "data.builtin=add", "data.val_size=8",
         "rollout.n=4", "rollout.max_new_tokens=12", "rollout.temperature=1.2", "rollout.dtype=float32",
         "train.steps=4", "train.prompts_per_step=4", "train.mini_batch_prompts=2", "train.micro_batch_size=8",
-        "train.lr=2e-4", "algo.kl_beta=1e-2", "algo.max_gen_batches=3", "reward.workers=0",
+        "train.lr=2e-4", "train.autocast_bf16=false", "algo.kl_beta=1e-2", "algo.max_gen_batches=3", "reward.workers=0",
         "validation.every=2", "validation.n=2", "checkpoint.every=2", "log.progress=false", "log.rollouts_every=2",
         *extra,
     ])

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from prorl.groups import Groups
-from prorl.policy import sequence_logprobs
+from prorl.logprobs import DEFAULT_CHUNK_TOKENS, token_logprobs
+from prorl.policy import fast_bf16, resolve_device
 
 
 def step_generator(seed: int, step: int, salt: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
@@ -83,11 +84,64 @@ def trimmed(batch: Batch, rows: torch.Tensor):
     return batch.input_ids[rows][:, cols], am[:, cols], rm[:, :t], t
 
 
-def logprobs_of(model, batch: Batch, rows: torch.Tensor, temperature: float, *, with_entropy=False, autocast=False):
-    """Per-token log-probs (and entropy) of ``rows``, padded back to ``[b, T]``."""
+def micro_batches(batch: Batch, rows: torch.Tensor, max_sequences: int, max_tokens: int = 0) -> list[torch.Tensor]:
+    """``rows`` split into the micro-batches of one forward/backward pass each.
+
+    ``max_tokens == 0``: consecutive runs of ``max_sequences`` rows. Otherwise a token budget: rows sorted by
+    length, longest first, packed greedily while a micro-batch's padded size (rows x (longest prompt + longest
+    response), what :func:`trimmed` leaves) stays within ``max_tokens``; a row longer than the budget goes alone.
+    Either way every row is in exactly one micro-batch, and the step's loss does not depend on the split.
+    """
+    if max_tokens <= 0:
+        return list(rows.split(max_sequences))
+    T = batch.num_response_tokens
+    prompt_len = batch.attention_mask[rows, :-T].sum(-1).tolist()
+    response_len = batch.response_mask[rows].sum(-1).clamp(min=1).long().tolist()
+    order = sorted(range(len(rows)), key=lambda i: (prompt_len[i] + response_len[i], i), reverse=True)
+    packs, current, longest_prompt, longest_response = [], [], 0, 0
+    for i in order:
+        p, r = max(longest_prompt, prompt_len[i]), max(longest_response, response_len[i])
+        if current and (len(current) + 1) * (p + r) > max_tokens:
+            packs.append(current)
+            current, p, r = [], prompt_len[i], response_len[i]
+        current.append(i)
+        longest_prompt, longest_response = p, r
+    packs.append(current)
+    return [rows[torch.tensor(pack, dtype=torch.long)] for pack in packs]
+
+
+@dataclass(frozen=True)
+class LogprobSettings:
+    """How the trainer computes log-probs: sampling temperature, autocast, the head's chunk and precision."""
+
+    temperature: float = 1.0
+    autocast: bool = False
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    fp32_head: bool = True
+    micro_batch_size: int = 16
+    max_tokens_per_micro_batch: int = 0
+
+    @classmethod
+    def of(cls, cfg) -> LogprobSettings:
+        autocast = cfg.train.autocast_bf16
+        if autocast is None:
+            autocast = fast_bf16(resolve_device(cfg.model.device))
+        return cls(temperature=cfg.rollout.temperature, autocast=autocast,
+                   chunk_tokens=cfg.train.head_chunk_tokens, fp32_head=cfg.model.fp32_head,
+                   micro_batch_size=cfg.train.micro_batch_size,
+                   max_tokens_per_micro_batch=cfg.train.max_tokens_per_micro_batch)
+
+    def split(self, batch: Batch, rows: torch.Tensor) -> list[torch.Tensor]:
+        """``rows`` in micro-batches (:func:`micro_batches` with these settings)."""
+        return micro_batches(batch, rows, self.micro_batch_size, self.max_tokens_per_micro_batch)
+
+
+def logprobs_of(model, batch: Batch, rows: torch.Tensor, how: LogprobSettings, *, with_entropy=False):
+    """Per-token log-probs (and entropy) of ``rows``, ``[b, T]``, 0 past each response's end."""
     ids, am, rm, t = trimmed(batch, rows)
-    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
-        lp, ent = sequence_logprobs(model, ids, am, t, temperature=temperature, with_entropy=with_entropy)
+    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=how.autocast):
+        lp, ent = token_logprobs(model, ids, am, t, temperature=how.temperature, with_entropy=with_entropy,
+                                 response_mask=rm, chunk_tokens=how.chunk_tokens, fp32_head=how.fp32_head)
     pad = batch.num_response_tokens - t
     lp = torch.nn.functional.pad(lp, (0, pad))  # [b, T]
     ent = torch.nn.functional.pad(ent, (0, pad)) if ent is not None else None
@@ -95,16 +149,21 @@ def logprobs_of(model, batch: Batch, rows: torch.Tensor, temperature: float, *, 
 
 
 @torch.no_grad()
-def batch_logprobs(model, batch: Batch, micro_batch_size: int, temperature: float, autocast: bool) -> torch.Tensor:
+def batch_logprobs(model, batch: Batch, how: LogprobSettings) -> torch.Tensor:
     """Log-probs of the whole batch under ``model``, micro-batch by micro-batch: ``[B, T]``."""
     was_training = model.training
     model.eval()
-    out = [
-        logprobs_of(model, batch, rows, temperature, autocast=autocast)[0]
-        for rows in torch.arange(len(batch.problems)).split(micro_batch_size)
-    ]
+    out = torch.zeros(batch.response_mask.shape, dtype=torch.float32, device=batch.response_mask.device)
+    for rows in how.split(batch, torch.arange(len(batch.problems))):
+        out[rows] = logprobs_of(model, batch, rows, how)[0]
     model.train(was_training)
-    return torch.cat(out)
+    return out
+
+
+def logprob_diff(logprobs: torch.Tensor, batch: Batch) -> float:
+    """Mean absolute difference per response token between ``logprobs`` and the sampler's (``rollout/logprob_diff``)."""
+    diff = (logprobs - batch.sample_logprobs).abs() * batch.response_mask
+    return float(diff.sum() / batch.response_mask.sum().clamp(min=1))
 
 
 def sample_metrics(samples: Groups) -> dict:

@@ -49,6 +49,8 @@ class ModelConfig:
     system_prompt: str | None = _f(None, "System message put before every prompt through the chat template (None: "
                                          "none); a problem's own system message wins. Needs a chat template.")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
+    fp32_head: bool = _f(True, "Run the trainer's output-head matmul (log-probs, entropy) in float32 whatever the "
+                               "weights' dtype or autocast.")
     device: str = _f("auto", "Where the policy, reference and generation copy live: auto (cuda when available), cpu, "
                              "cuda or cuda:N.")
 
@@ -109,6 +111,11 @@ class TrainConfig:
     mini_batch_prompts: int = _f(64, "Prompts per optimizer step, a divisor of prompts_per_step: "
                                      "prompts_per_step / mini_batch_prompts updates a batch.")
     micro_batch_size: int = _f(16, "Sequences per forward/backward pass, >= 1 (memory; does not change the gradient).")
+    max_tokens_per_micro_batch: int = _f(0, "Token budget per forward/backward pass, >= 0: sequences sorted by length "
+                                            "and packed up to it (padded size), instead of micro_batch_size "
+                                            "sequences (0: off).")
+    head_chunk_tokens: int = _f(512, "Tokens per chunk (>= 1) of the output-head computation of log-probs: "
+                                     "the most [tokens, vocab] logits held at once.")
     epochs: int = _f(1, "Passes over each rollout batch (>= 1).")
     lr: float = _f(2e-6, "AdamW learning rate, in (0, 1] (constant after warm-up).")
     warmup_steps: int = _f(0, "Optimizer steps (>= 0) of linear learning-rate warm-up (restarts after an "
@@ -116,7 +123,9 @@ class TrainConfig:
     weight_decay: float = _f(0.01, "AdamW weight decay (>= 0).")
     betas: list = _f([0.9, 0.999], "AdamW betas: two numbers in [0, 1).")
     grad_clip: float = _f(1.0, "Clip the gradient's global norm to this value, >= 0 (0: no clipping).")
-    autocast_bf16: bool = _f(False, "Run training forward/backward under bfloat16 autocast (weights stay in model.dtype).")
+    autocast_bf16: bool | None = _f(None, "Run training forward/backward under bfloat16 autocast (weights stay in "
+                                          "model.dtype); None: where the device has native bf16 (CUDA with bf16, a "
+                                          "CPU with avx512_bf16 or AMX).")
     seed: int = _f(0, "Seed for data order, sampling and shuffling.")
 
 
@@ -402,6 +411,10 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
          f"a divisor of train.prompts_per_step={t.prompts_per_step}", t.mini_batch_prompts)
     need(_int(t.micro_batch_size) and t.micro_batch_size >= 1, "train.micro_batch_size", "an integer >= 1",
          t.micro_batch_size)
+    need(_int(t.max_tokens_per_micro_batch) and t.max_tokens_per_micro_batch >= 0, "train.max_tokens_per_micro_batch",
+         "an integer >= 0 (0: off)", t.max_tokens_per_micro_batch)
+    need(_int(t.head_chunk_tokens) and t.head_chunk_tokens >= 1, "train.head_chunk_tokens", "an integer >= 1",
+         t.head_chunk_tokens)
     need(_int(t.epochs) and t.epochs >= 1, "train.epochs", "an integer >= 1", t.epochs)
     need(_number(t.lr) and 0 < t.lr <= 1, "train.lr", "a learning rate in (0, 1]", t.lr)
     need(_int(t.warmup_steps) and t.warmup_steps >= 0, "train.warmup_steps", "an integer >= 0", t.warmup_steps)

@@ -1,13 +1,13 @@
-"""Loading a causal LM and computing per-token log-probabilities and entropy.
+"""Loading a causal LM and its tokenizer, and encoding prompts.
 
 Sequence layout used everywhere in training: ``input_ids = [left-padded prompt | right-padded
-response]``, shape ``[B, P + T]``. The response occupies the last ``T`` positions, so the logits
-that predict it are the last ``T + 1`` positions minus the final one; ``logits_to_keep`` asks the
-model for just those, which keeps the ``[B, L, vocab]`` tensor off the prompt.
+response]``, shape ``[B, P + T]``. The response occupies the last ``T`` positions; their
+log-probabilities are computed by :mod:`prorl.logprobs`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -38,6 +38,23 @@ def resolve_device(name: str, *, setting: str = "model.device") -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UserError(f"{setting} {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 matmuls natively: a CUDA device with bf16 support, or a CPU with the
+    avx512_bf16 or AMX instructions (on such CPUs bf16 matmuls measured 2.25x float32's peak, docs/architecture.md)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return _cpu_has_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:  # not Linux: no way to tell here, so float32
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def load_policy(path: str | Path, *, dtype: str = "bfloat16", device: str = "cpu"):
@@ -226,44 +243,3 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     elif gen_eos:
         ids.update(gen_eos)
     return sorted(i for i in ids if i is not None)
-
-
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the softmax over the last dimension: ``logsumexp(l) - sum(p * l)``.
-
-    >>> float(entropy_from_logits(torch.zeros(4)))  # uniform over 4: log 4
-    1.3862943649291992
-    """
-    probs = torch.softmax(logits, dim=-1)
-    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
-
-
-def sequence_logprobs(
-    model,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    num_response_tokens: int,
-    *,
-    temperature: float = 1.0,
-    with_entropy: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probabilities of the response tokens under ``model``, at sampling temperature.
-
-    ``input_ids``/``attention_mask``: ``[B, P + T]`` with the response in the last ``T`` columns.
-    Returns ``(logprobs [B, T] float32, entropy [B, T] float32 or None)``. Logits are divided by
-    ``temperature`` so the numbers describe the distribution the rollouts were sampled from.
-    """
-    T = num_response_tokens
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # [B, P+T]
-    out = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=T + 1
-    )
-    logits = out.logits[:, :-1, :].float() / temperature  # [B, T, V]
-    targets = input_ids[:, -T:]  # [B, T]
-    log_z = torch.logsumexp(logits, dim=-1)  # [B, T]
-    logprobs = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - log_z  # [B, T]
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = entropy_from_logits(logits)  # [B, T]
-    return logprobs, entropy

@@ -109,8 +109,8 @@ def open_run(cfg: Config, resume: bool) -> Run:
     torch.manual_seed(cfg.train.seed)
     policy, tokenizer = load_policy(ckpt / "policy" if ckpt else cfg.model.path, dtype=cfg.model.dtype,
                                     device=resolve_device(cfg.model.device))
-    if cfg.model.gradient_checkpointing:
-        policy.gradient_checkpointing_enable()
+    if cfg.model.gradient_checkpointing:  # the method's newer name where transformers has it
+        getattr(policy, "activation_checkpointing_enable", policy.gradient_checkpointing_enable)()
     reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.algo.kl_beta > 0 else None
     engine = make_engine(cfg.rollout, policy, tokenizer)
     optimizer, scheduler = make_optimizer(policy, stage.cfg)

@@ -10,6 +10,8 @@ Where this departs from the textbook algorithm, and why:
 - Old log-probs are recomputed by the trained model before the first update instead of taken from
   the sampler: generation runs on a lower-precision copy (``rollout.dtype``), and the ratio must
   compare like with like. The sampler's own log-probs feed the ``rollout/logprob_diff`` metric.
+  When the batch gets a single optimizer step, the update's own forward pass gives them (detached,
+  the ratio is exactly 1) and no separate pass is run.
 - Log-probs are taken at the sampling temperature (logits / T), so the ratio and the KL describe
   the distribution responses were drawn from.
 - A reference reset copies the policy into the reference and (by default) builds a fresh AdamW
@@ -34,14 +36,14 @@ import time
 import torch
 
 from prorl import algo
-from prorl.batch import Batch, batch_logprobs, sample_metrics, step_generator, step_seed
+from prorl.batch import Batch, LogprobSettings, batch_logprobs, sample_metrics, step_generator, step_seed
 from prorl.config import Config, Stage, stage_of
 from prorl.data.run_data import load_data, make_sampler
 from prorl.groups import Groups, sample_and_score, shaped_reward
 from prorl.rollout import RandomStream, Sampling
 from prorl.errors import Stopped
 from prorl.run import Run, StopOnSignal, open_run, read_reset_request, save
-from prorl.update import make_optimizer, reset_reference, update_policy
+from prorl.update import make_optimizer, reset_reference, single_update, update_policy
 from prorl.verifiers.gradeable import why_ungradeable
 
 # ---------------------------------------------------------------- phases around the update
@@ -187,12 +189,11 @@ def train_step(run: Run, step: int) -> dict:
     batch = Batch.from_groups(kept)
     advantages = algo.advantages(batch.rewards, batch.group_size, cfg.algo.advantage).to(device)  # [B]
     t0 = time.perf_counter()
-    mb, temp, ac = cfg.train.micro_batch_size, cfg.rollout.temperature, cfg.train.autocast_bf16
-    old_logprobs = batch_logprobs(run.policy, batch, mb, temp, ac)  # [B, T]
-    ref_logprobs = batch_logprobs(run.reference, batch, mb, temp, ac) if run.reference is not None else None
+    how = LogprobSettings.of(cfg)
+    # One optimizer step on the batch: its first forward pass gives the old log-probs (update_policy takes None).
+    old_logprobs = None if single_update(cfg, batch) else batch_logprobs(run.policy, batch, how)  # [B, T]
+    ref_logprobs = batch_logprobs(run.reference, batch, how) if run.reference is not None else None
     metrics["time/logprobs"] = time.perf_counter() - t0
-    diff = (old_logprobs - batch.sample_logprobs).abs() * batch.response_mask
-    metrics["rollout/logprob_diff"] = float(diff.sum() / batch.response_mask.sum().clamp(min=1))
     t0 = time.perf_counter()
     update_metrics, skipped = update_policy(run.policy, run.optimizer, run.scheduler, batch, advantages, old_logprobs,
                                             ref_logprobs, cfg, step_generator(cfg.train.seed, step, 1))

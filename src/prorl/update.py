@@ -14,16 +14,32 @@ import math
 import torch
 
 from prorl import algo
-from prorl.batch import Batch, logprobs_of
+from prorl.batch import Batch, LogprobSettings, logprob_diff, logprobs_of
 from prorl.config import Config
 from prorl.errors import UserError
 
 
+def single_update(cfg: Config, batch: Batch) -> bool:
+    """Whether the batch gets exactly one optimizer step (one epoch, one mini-batch): then the old log-probs are the
+    first forward pass's, detached, and need no pass of their own."""
+    return cfg.train.epochs == 1 and cfg.train.mini_batch_prompts * batch.group_size >= len(batch.problems)
+
+
 def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_logprobs, ref_logprobs, cfg: Config,
                   generator) -> tuple[dict, int]:
-    """Mini-batch updates over one rollout batch. Returns (metrics, optimizer steps skipped for a NaN)."""
+    """Mini-batch updates over one rollout batch. Returns (metrics, optimizer steps skipped for a NaN).
+
+    ``old_logprobs=None`` (only when :func:`single_update`): the policy's own log-probs of this pass, detached, are
+    the old ones (the ratio is exactly 1). The metrics include ``rollout/logprob_diff`` of the old log-probs.
+    """
     B = len(batch.problems)
     seqs_per_update = cfg.train.mini_batch_prompts * batch.group_size
+    how = LogprobSettings.of(cfg)
+    first_pass = old_logprobs is None
+    if first_pass:
+        if not single_update(cfg, batch):
+            raise ValueError("update_policy: old_logprobs=None needs one epoch and one mini-batch")
+        old_logprobs = torch.zeros_like(batch.response_mask)  # [B, T], filled micro-batch by micro-batch below
     sums = {k: 0.0 for k in ("pg_loss", "kl_loss", "entropy", "kl", "clip_low", "clip_high", "ratio")}
     tokens_seen = 0.0
     grad_norms, skipped, updates = [], 0, 0
@@ -38,10 +54,11 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
             agg = dict(num_tokens=num_tokens, num_sequences=len(mb), max_response_length=cfg.rollout.max_new_tokens)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for rows in mb.split(cfg.train.micro_batch_size):
+            for rows in how.split(batch, mb):
                 mask = batch.response_mask[rows]  # [b, T]
-                logprobs, entropy = logprobs_of(model, batch, rows, cfg.rollout.temperature, with_entropy=True,
-                                                autocast=cfg.train.autocast_bf16)  # [b, T]
+                logprobs, entropy = logprobs_of(model, batch, rows, how, with_entropy=True)  # [b, T]
+                if first_pass:
+                    old_logprobs[rows] = logprobs.detach()
                 pg, pm = algo.policy_loss(logprobs, old_logprobs[rows], advantages[rows], mask,
                                           clip_low=cfg.algo.clip_low, clip_high=cfg.algo.clip_high)
                 pg_loss = algo.aggregate_loss(pg, mask, cfg.algo.loss_agg, **agg)
@@ -88,6 +105,7 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
         "actor/lr": scheduler.get_last_lr()[0],
         "actor/updates": updates,
         "actor/skipped_updates": skipped,
+        "rollout/logprob_diff": logprob_diff(old_logprobs, batch),
     }
     return metrics, skipped
 

@@ -26,7 +26,7 @@ How it differs from ``model.generate``:
   the cache with ``torch.cat`` as ``generate`` does.
 
 Sampling log-probs are ``log_softmax(logits / temperature)`` at the sampled token, taken BEFORE top-p
-truncation: the same quantity :func:`prorl.policy.sequence_logprobs` recomputes from the tokens. The
+truncation: the same quantity :func:`prorl.logprobs.token_logprobs` recomputes from the tokens. The
 trainer recomputes its ``old_logprobs`` anyway (the sampler may run in another dtype or engine); these
 numbers serve the train/inference mismatch metric, which only makes sense if both sides measure the same
 distribution. Top-p changes which tokens can be drawn but is not part of the policy being trained.
@@ -283,7 +283,7 @@ def _generate_batch(
             prefill_mask = torch.zeros(prefill_keep.shape, dtype=model.dtype, device=device).masked_fill_(~prefill_keep, neg)
             step_mask = torch.zeros(keep.shape, dtype=model.dtype, device=device).masked_fill_(~keep, neg)
             attend = 0.0
-    # Positions count real tokens only, so a left-padded prompt starts at 0 (as in sequence_logprobs).
+    # Positions count real tokens only, so a left-padded prompt starts at 0 (as in prorl.logprobs).
     positions = (pmask.cumsum(-1) - 1).clamp(min=0)  # [B, P]
     next_pos = pmask.sum(-1, keepdim=True)  # [B, 1] position of the first generated token
     cache_positions = torch.arange(L, device=device)  # [L]
