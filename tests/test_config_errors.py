@@ -93,6 +93,9 @@ BAD = [
     (["log.rollouts_every=-1"], key("log.rollouts_every", "an integer >= 0")),
     (["log.rollouts_per_step=-1"], key("log.rollouts_per_step", "an integer >= 0")),
     (["model.device=gpu"], key("model.device", "auto, cpu, cuda or cuda:N")),
+    (["model.attn_implementation=' '"], key("model.attn_implementation", "a transformers attention implementation")),
+    (["train.max_tokens_per_micro_batch=-1"], key("train.max_tokens_per_micro_batch", "an integer >= 0")),
+    (["train.head_chunk_tokens=0"], key("train.head_chunk_tokens", "an integer >= 1")),
     (["model.dtype=int8"], key("model.dtype", "float32, bfloat16 or float16")),
 ]
 

@@ -166,3 +166,10 @@ def test_prorl_train_with_a_broken_model_prints_the_path(models, tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert f"prorl train: error: model path {folder}: model.safetensors is not a valid safetensors file" in err
+
+
+def test_attention_implementation_is_passed_and_a_bad_one_names_the_setting(models):
+    model, _ = load_policy(models / "good", dtype="float32", attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"
+    with pytest.raises(UserError, match=r"^model.attn_implementation 'nonsense': .*not supported"):
+        load_policy(models / "good", dtype="float32", attn_implementation="nonsense")

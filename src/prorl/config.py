@@ -49,6 +49,9 @@ class ModelConfig:
     system_prompt: str | None = _f(None, "System message put before every prompt through the chat template (None: "
                                          "none); a problem's own system message wins. Needs a chat template.")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
+    attn_implementation: str | None = _f(None, "Attention kernel of the trained model and the reference, as "
+                                               "transformers names it (eager, sdpa, flash_attention_2, ...); None: "
+                                               "the model's default.")
     fp32_head: bool = _f(True, "Run the trainer's output-head matmul (log-probs, entropy) in float32 whatever the "
                                "weights' dtype or autocast.")
     device: str = _f("auto", "Where the policy, reference and generation copy live: auto (cuda when available), cpu, "
@@ -355,6 +358,9 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
     m, d, r, rw, a, t = cfg.model, cfg.data, cfg.rollout, cfg.reward, cfg.algo, cfg.train
 
     need(m.dtype in DTYPE_NAMES, "model.dtype", "float32, bfloat16 or float16", m.dtype)
+    need(m.attn_implementation is None or m.attn_implementation.strip() != "", "model.attn_implementation",
+         "a transformers attention implementation (eager, sdpa, flash_attention_2, ...) or null",
+         m.attn_implementation)
     need(re.fullmatch(r"auto|(cpu|cuda)(:\d+)?", m.device) is not None, "model.device", "auto, cpu, cuda or cuda:N",
          m.device)
 

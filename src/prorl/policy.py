@@ -57,14 +57,15 @@ def _cpu_has_bf16() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def load_policy(path: str | Path, *, dtype: str = "bfloat16", device: str = "cpu"):
+def load_policy(path: str | Path, *, dtype: str = "bfloat16", device: str = "cpu", attn_implementation: str | None = None):
     """Load ``(model, tokenizer)`` from a local directory (or a hub id where there is network).
 
     What is wrong with a local directory is a :class:`~prorl.errors.UserError` naming the path and the
     problem, not a library traceback: a missing directory, no ``config.json`` (or one that is not a JSON
     object with a ``model_type``), a weights file that is truncated or not a safetensors file, weights
     missing from the checkpoint or of the wrong shape for the config, a tokenizer that is absent or
-    cannot be loaded.
+    cannot be loaded. ``attn_implementation`` (None: the model's default) is passed to ``from_pretrained``; one
+    that transformers or this model does not support is a :class:`UserError` naming ``model.attn_implementation``.
     """
     import pickle
 
@@ -91,8 +92,9 @@ def load_policy(path: str | Path, *, dtype: str = "bfloat16", device: str = "cpu
     quiet = _BelowError()
     report.addFilter(quiet)
     try:
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model, info = AutoModelForCausalLM.from_pretrained(
-            source, dtype=DTYPES[dtype], output_loading_info=True, ignore_mismatched_sizes=True
+            source, dtype=DTYPES[dtype], output_loading_info=True, ignore_mismatched_sizes=True, **extra
         )
     except SafetensorError as exc:
         raise UserError(f"model path {path}: a weights file is not a valid safetensors file "
@@ -100,7 +102,9 @@ def load_policy(path: str | Path, *, dtype: str = "bfloat16", device: str = "cpu
     except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) of a .bin that is not a plain checkpoint
         raise UserError(f"model path {path}: a weights file is not a valid PyTorch checkpoint (it does not unpickle "
                         "as plain tensors)") from exc
-    except (OSError, ValueError) as exc:  # not a model folder, or no network for a hub id
+    except (OSError, ValueError, ImportError) as exc:  # not a model folder, no network for a hub id, a bad kernel
+        if attn_implementation and ("attn" in str(exc).lower() or isinstance(exc, ImportError)):
+            raise UserError(f"model.attn_implementation {attn_implementation!r}: {_first_line(exc)}") from exc
         raise UserError(f"model path {path}: could not load a causal LM ({_first_line(exc)})") from exc
     finally:
         report.removeFilter(quiet)

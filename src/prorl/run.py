@@ -108,6 +108,7 @@ def open_run(cfg: Config, resume: bool) -> Run:
 
     torch.manual_seed(cfg.train.seed)
     policy, tokenizer = load_policy(ckpt / "policy" if ckpt else cfg.model.path, dtype=cfg.model.dtype,
+                                    attn_implementation=cfg.model.attn_implementation,
                                     device=resolve_device(cfg.model.device))
     if cfg.model.gradient_checkpointing:  # the method's newer name where transformers has it
         getattr(policy, "activation_checkpointing_enable", policy.gradient_checkpointing_enable)()
