@@ -107,29 +107,37 @@ def cpu_table(args) -> list[dict]:
     return rows
 
 
-def gpu_table(args) -> list[dict]:
+def gpu_table(args, device="cuda", shape=None) -> list[dict]:
+    """The GPU measurements (``device``/``shape`` other than the defaults only to try the code on a CPU)."""
     import torch
 
+    shape = shape or dict(vocab=151_936, hidden=896, layers=24, intermediate=4864, heads=14, kv_heads=2,
+                          lengths=(8192, 16_384))
+    cuda = device == "cuda"
     rows = []
-    model = build_model(151_936, 896, 24, PROMPT + 16_384 + 1, intermediate=4864, heads=14, kv_heads=2).cuda()
+    model = build_model(shape["vocab"], shape["hidden"], shape["layers"], PROMPT + max(shape["lengths"]) + 1,
+                        intermediate=shape["intermediate"], heads=shape["heads"], kv_heads=shape["kv_heads"]).to(device)
     getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     model.train()
-    weights = torch.cuda.memory_allocated()
-    for T in (8192, 16_384):
+    weights = torch.cuda.memory_allocated() if cuda else 0
+    for T in shape["lengths"]:
         for method in ("after", "before"):
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
+            if cuda:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
             model.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
             try:
-                one_pass(model, method, T, args.chunk, device="cuda", autocast=True)
-                torch.cuda.synchronize()
-                row = {"method": method, "T": T, "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
-                       "weights_gb": weights / 1e9}
+                one_pass(model, method, T, args.chunk, device=device, autocast=True)
+                if cuda:
+                    torch.cuda.synchronize()
+                row = {"method": method, "T": T, "peak_gb": torch.cuda.max_memory_allocated() / 1e9 if cuda else None,
+                       "weights_gb": weights / 1e9, "seconds": time.perf_counter() - t0}
             except torch.cuda.OutOfMemoryError as exc:
                 row = {"method": method, "T": T, "peak_gb": None, "error": str(exc).splitlines()[0][:160]}
             model.zero_grad(set_to_none=True)
             rows.append(row)
-            print(f"cuda T={T:>6}  {method:<6}  {row['peak_gb']}", flush=True)
+            print(f"{device} T={T:>6}  {method:<6}  {row['peak_gb']}", flush=True)
     return rows
 
 
