@@ -144,6 +144,20 @@ def test_logprobs_match_token_logprobs(setup, temperature, top_p):
     assert torch.all(out.logprobs[~mask] == 0)
 
 
+def test_an_eager_model_samples_what_the_sdpa_one_does_and_keeps_its_attention(setup):
+    """Decode steps take the same two-matmul path under either kernel; the model's setting is restored after."""
+    model = setup[0]
+    sdpa = run(setup, temperature=1.0, generator=torch.Generator().manual_seed(4))
+    model.set_attn_implementation("eager")
+    try:
+        eager = run(setup, temperature=1.0, generator=torch.Generator().manual_seed(4))
+        assert model.config._attn_implementation == "eager"
+    finally:
+        model.set_attn_implementation("sdpa")
+    assert torch.equal(eager.response_ids, sdpa.response_ids)
+    torch.testing.assert_close(eager.logprobs, sdpa.logprobs, rtol=1e-5, atol=1e-6)
+
+
 def test_bf16_runs_and_logprobs_are_close(setup):
     """bf16 rounding differs between incremental decoding and one full forward, so the match is loose."""
     model, tok, prompt_ids = setup

@@ -18,7 +18,7 @@ How it differs from ``model.generate``:
   attention implementations get the 2D padding mask and build their own.
 - Rows that finished are dropped from the live batch (and from the cache) each time a quarter of it
   has finished, so a batch with a few long stragglers stops paying for the short ones.
-- On CPU, for Qwen2/Qwen3/Llama/Mistral under ``sdpa``, decode steps use :func:`decode_attention`
+- On CPU, for Qwen2/Qwen3/Llama/Mistral under ``sdpa`` or ``eager``, decode steps use :func:`decode_attention`
   (two matmuls) instead of sdpa, which is slow for a single query on this CPU; prefill still uses sdpa.
   The model's attention implementation is switched for the call and restored after.
 - When a model cannot run with the preallocated cache (its forward raises on the first call), the same
@@ -155,12 +155,12 @@ def _register_decode_attention() -> str:
 
 
 def _wants_decode_attention(model, cache: str) -> bool:
-    """Use :func:`decode_attention` for this call: CPU, sdpa, full attention, a known model type."""
+    """Use :func:`decode_attention` for this call: CPU, sdpa or eager, full attention, a known model type."""
     return (
         cache != "dynamic"
         and next(model.parameters()).device.type == "cpu"
         and getattr(model.config, "model_type", None) in DECODE_ATTENTION_MODEL_TYPES
-        and getattr(model.config, "_attn_implementation", None) == "sdpa"
+        and getattr(model.config, "_attn_implementation", None) in ("sdpa", "eager")
         and _all_full_attention(model)
     )
 
@@ -400,12 +400,12 @@ def generate(
     chunk = batch_size or len(prompt_ids)
     was_training = model.training
     model.eval()
-    swapped = False
+    swapped, original = False, getattr(model.config, "_attn_implementation", None)
     if _wants_decode_attention(model, cache):
         try:
             model.set_attn_implementation(_register_decode_attention())
             swapped = True
-        except Exception:  # noqa: BLE001 - an optimisation only; sdpa stays in place
+        except Exception:  # noqa: BLE001 - an optimisation only; the model's attention stays in place
             pass
     try:
         parts = []
@@ -423,7 +423,7 @@ def generate(
                     # failure means the retry draws different (still valid) samples from the generator.
                     cache = "dynamic"
                     if swapped:  # decode_attention expects the prebuilt additive mask of the static path
-                        model.set_attn_implementation("sdpa")
+                        model.set_attn_implementation(original)
                         swapped = False
                     parts.append(_generate_batch(model, batch, cache="dynamic", **args))
             else:
@@ -431,7 +431,7 @@ def generate(
     finally:
         model.train(was_training)
         if swapped:
-            model.set_attn_implementation("sdpa")
+            model.set_attn_implementation(original)
 
     return Rollout.cat([
         Rollout(prompt_ids=ids, prompt_mask=pmask, response_ids=tokens, response_mask=mask, logprobs=lps,
