@@ -72,6 +72,64 @@ def test_clipped_tokens_have_no_gradient_and_unclipped_do():
     torch.testing.assert_close(logprobs.grad, torch.tensor([[0.0, -1.2]]), rtol=1e-6, atol=1e-6)
 
 
+def test_cispo_keeps_the_gradient_of_clipped_tokens_hand_computed():
+    # ratios [1.6, 0.5], A = +1 and -1 rows; weight = sg(min(ratio, 1.4)) = [1.4, 0.5]
+    ratio = torch.tensor([[1.6, 0.5], [1.6, 0.5]])
+    logprobs = torch.log(ratio).requires_grad_(True)
+    loss, m = policy_loss(logprobs, torch.zeros(2, 2), torch.tensor([1.0, -1.0]), torch.ones(2, 2), clip_low=0.2,
+                          clip_high=0.4, kind="cispo")
+    lp = torch.log(ratio)
+    expected = torch.tensor([[-1.4, -0.5], [1.4, 0.5]]) * lp  # -w * A * logprob
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-6, atol=1e-6)
+    loss.sum().backward()
+    # d/d logprob = -w * A: the clipped token (ratio 1.6) keeps gradient -1.4 where PPO gives it 0
+    torch.testing.assert_close(logprobs.grad, torch.tensor([[-1.4, -0.5], [1.4, 0.5]]), rtol=1e-6, atol=1e-6)
+    assert float(m["clip_frac_high"]) == 0.5 and float(m["clip_frac_low"]) == 0.0  # both ratio-1.6 tokens
+
+
+def test_gspo_uses_one_length_normalised_ratio_per_sequence_hand_computed():
+    # row 0: log-ratios [log 1.5, log 0.5], mean -0.1438 -> s = sqrt(0.75) = 0.8660, inside [0.8, 1.4]
+    # row 1: log-ratios [log 2, log 2, (masked) log 9] -> s = 2 > 1.4 with A > 0: the whole sequence clipped
+    logprobs = torch.log(torch.tensor([[1.5, 0.5, 1.0], [2.0, 2.0, 9.0]])).requires_grad_(True)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    loss, m = policy_loss(logprobs, torch.zeros(2, 3), torch.tensor([1.0, 1.0]), mask, clip_low=0.2, clip_high=0.4,
+                          kind="gspo")
+    s0 = math.sqrt(0.75)
+    torch.testing.assert_close(loss.detach(), torch.tensor([[-s0, -s0, 0.0], [-1.4, -1.4, 0.0]]), rtol=1e-6,
+                               atol=1e-6)
+    loss.sum().backward()
+    # token form: each token's gradient is -s_i * A through its own log-prob; a clipped sequence gets none
+    torch.testing.assert_close(logprobs.grad, torch.tensor([[-s0, -s0, 0.0], [0.0, 0.0, 0.0]]), rtol=1e-6,
+                               atol=1e-6)
+    assert float(m["clip_frac_high"]) == 0.5 and math.isclose(float(m["ratio_mean"]), (2 * s0 + 4) / 4, rel_tol=1e-6)
+
+
+def test_gspo_gradient_is_the_sequence_objectives():
+    """With seq-mean-token-mean, the token form's gradient equals that of -min(s A, clip(s) A), s = exp(mean log-ratio)."""
+    g = torch.Generator().manual_seed(0)
+    lp = (torch.randn(3, 4, generator=g) * 0.05).double().requires_grad_(True)
+    old = torch.zeros(3, 4, dtype=torch.float64)
+    adv = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.float64)
+    loss, _ = policy_loss(lp, old, adv, mask, clip_low=0.2, clip_high=0.4, kind="gspo")
+    aggregate_loss(loss, mask, "seq-mean-token-mean").backward()
+    got = lp.grad.clone()
+    lp.grad = None
+    s = torch.exp(((lp - old) * mask).sum(-1) / mask.sum(-1))  # [B]
+    direct = -torch.minimum(s * adv, s.clamp(0.8, 1.4) * adv)
+    direct.mean().backward()
+    torch.testing.assert_close(got, lp.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_unknown_policy_loss_is_an_error_and_the_config_names_agree():
+    from prorl.algo import POLICY_LOSSES
+    from prorl.config import POLICY_LOSSES as CONFIG_NAMES
+
+    assert POLICY_LOSSES == CONFIG_NAMES
+    with pytest.raises(ValueError, match="unknown policy loss"):
+        policy_loss(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1), torch.ones(1, 1), kind="nope")
+
+
 def test_masked_token_contributes_nothing():
     logprobs = torch.tensor([[-0.1, -5.0]], requires_grad=True)
     loss, m = policy_loss(logprobs, torch.zeros(1, 2), torch.tensor([1.0]), torch.tensor([[1.0, 0.0]]))

@@ -96,6 +96,7 @@ BAD = [
     (["model.attn_implementation=' '"], key("model.attn_implementation", "a transformers attention implementation")),
     (["train.max_tokens_per_micro_batch=-1"], key("train.max_tokens_per_micro_batch", "an integer >= 0")),
     (["train.head_chunk_tokens=0"], key("train.head_chunk_tokens", "an integer >= 1")),
+    (["algo.policy_loss=grpo"], key("algo.policy_loss", "ppo, cispo or gspo")),
     (["model.dtype=int8"], key("model.dtype", "float32, bfloat16 or float16")),
 ]
 

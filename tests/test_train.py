@@ -325,3 +325,13 @@ def test_training_under_bf16_autocast_keeps_float32_weights(warm_model, tmp_path
     base, _ = load_policy(warm_model, dtype="float32")
     assert all(p.dtype == torch.float32 for p in trained.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(trained.parameters(), base.parameters()))
+
+
+@pytest.mark.parametrize("kind", ["cispo", "gspo"])
+def test_training_with_another_policy_loss(warm_model, tmp_path, kind):
+    clip = ["algo.clip_low=3e-4", "algo.clip_high=4e-4", "algo.loss_agg=seq-mean-token-mean"] if kind == "gspo" else []
+    last = train(tiny_config(warm_model, tmp_path / "run", f"algo.policy_loss={kind}", "train.steps=2",
+                             "validation.every=0", *clip))
+    assert last["actor/updates"] == 2
+    for key in ("actor/pg_loss", "actor/kl", "actor/grad_norm", "actor/clip_frac_high"):
+        assert torch.isfinite(torch.tensor(last[key])), key

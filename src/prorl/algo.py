@@ -8,7 +8,9 @@ GRPO with the DAPO pieces and a KL penalty, as in ProRL (arXiv 2505.24864):
   ``batch_std_advantages``: REINFORCE++-baseline; ``advantages`` picks one by name.
 - ``policy_loss``: PPO's clipped surrogate with DAPO's decoupled bounds ``1 - clip_low`` and
   ``1 + clip_high`` ("clip-higher": a wider upper bound keeps low-probability tokens growing and
-  entropy from collapsing).
+  entropy from collapsing); ``kind`` selects a variant: ``cispo`` (MiniMax-M1: a clipped,
+  stop-gradient importance weight on every token's log-prob gradient) or ``gspo`` (Qwen's GSPO: one
+  length-normalised importance ratio per sequence, clipped per sequence).
 - ``kl_penalty``: per-token estimators k1, k2, k3 of KL(policy || reference).
 - ``aggregate_loss``: how per-token values become one scalar. "token-mean" is DAPO's token-level
   loss; its denominator is the count of valid tokens in the whole optimizer step, passed in as
@@ -77,8 +79,9 @@ def policy_loss(
     *,
     clip_low: float = 0.2,
     clip_high: float = 0.4,
+    kind: str = "ppo",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate with decoupled bounds, per token.
+    """Clipped surrogate with decoupled bounds, per token (``kind="ppo"``; see below for the variants).
 
     ``logprobs``, ``old_logprobs``, ``response_mask``: ``[B, T]``; ``advantages``: ``[B]`` or ``[B, T]``.
     ``ratio = exp(logprobs - old_logprobs)``; per-token loss
@@ -94,21 +97,42 @@ def policy_loss(
     tensor([[-1.4000, -0.5000]])
     >>> float(m["clip_frac_high"]), float(m["clip_frac_low"])
     (0.5, 0.0)
+
+    ``kind="cispo"``: per-token loss ``-sg(min(ratio, 1 + clip_high)) * A * logprobs``: the weight is
+    clipped from above only and carries no gradient, so a clipped token still gets the gradient
+    ``-w * A`` of its log-prob (PPO would give it none); ``clip_low`` is not used. ``clip_frac_high``
+    counts the tokens whose weight was clipped, whatever the sign of A.
+
+    ``kind="gspo"``: the ratio of sequence ``i`` is ``s_i = exp(mean over its tokens of (logprobs -
+    old_logprobs))``, and every token gets ``-min(s A, clip(s, 1 - clip_low, 1 + clip_high) A)`` with the
+    gradient of ``s_i`` flowing through its own log-prob (GSPO's token form: the value is ``s_i``, the
+    gradient ``s_i * grad logprob``); aggregated with ``seq-mean-token-mean`` this is GSPO's objective.
+    A whole sequence is clipped or not; GSPO's ranges are small (3e-4 and 4e-4 in its paper).
     """
+    if kind not in POLICY_LOSSES:
+        raise ValueError(f"unknown policy loss {kind!r}; expected one of {', '.join(POLICY_LOSSES)}")
     mask = response_mask.to(logprobs.dtype)  # [B, T]
     if advantages.ndim == 1:
         advantages = advantages.unsqueeze(-1)  # [B, 1]
     advantages = advantages.expand_as(logprobs)  # [B, T]
     log_ratio = logprobs - old_logprobs  # [B, T]
+    if kind == "gspo":
+        per_seq = (log_ratio.detach() * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)  # [B, 1]
+        log_ratio = per_seq + logprobs - logprobs.detach()  # [B, T]: value s_i, gradient through each token
     ratio = torch.exp(log_ratio)  # [B, T]
-    unclipped = ratio * advantages  # [B, T]
-    clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * advantages  # [B, T]
-    per_token = -torch.minimum(unclipped, clipped) * mask  # [B, T]
+    if kind == "cispo":
+        weight = torch.clamp(ratio, max=1.0 + clip_high).detach()  # [B, T]
+        per_token = -weight * advantages * logprobs * mask  # [B, T]
+    else:
+        unclipped = ratio * advantages  # [B, T]
+        clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * advantages  # [B, T]
+        per_token = -torch.minimum(unclipped, clipped) * mask  # [B, T]
 
     with torch.no_grad():
         n = mask.sum().clamp(min=1.0)
-        high = ((advantages > 0) & (ratio > 1.0 + clip_high)).to(mask.dtype) * mask
-        low = ((advantages < 0) & (ratio < 1.0 - clip_low)).to(mask.dtype) * mask
+        binds_high = (ratio > 1.0 + clip_high) if kind == "cispo" else (advantages > 0) & (ratio > 1.0 + clip_high)
+        high = binds_high.to(mask.dtype) * mask
+        low = ((advantages < 0) & (ratio < 1.0 - clip_low)).to(mask.dtype) * mask * (kind != "cispo")
         metrics = {
             "clip_frac_high": high.sum() / n,
             "clip_frac_low": low.sum() / n,
@@ -116,6 +140,10 @@ def policy_loss(
             "approx_kl_old": (-log_ratio * mask).sum() / n,
         }
     return per_token, metrics
+
+
+POLICY_LOSSES = ("ppo", "cispo", "gspo")
+"""``algo.policy_loss``: the variants :func:`policy_loss` computes."""
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k3") -> torch.Tensor:

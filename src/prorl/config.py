@@ -100,6 +100,9 @@ class AlgoConfig:
     kl_beta: float = _f(1e-4, "Weight (>= 0) of the KL penalty to the reference policy (0 disables it and the "
                               "reference).")
     kl_kind: str = _f("k3", "KL estimator: k1, k2 or k3.")
+    policy_loss: str = _f("ppo", "Policy-gradient term: ppo (clipped surrogate, decoupled bounds), cispo (clipped "
+                                 "stop-gradient weight on every token's log-prob; clip_high only) or gspo "
+                                 "(sequence-level length-normalised ratio, clipped per sequence).")
     loss_agg: str = _f("token-mean", "Loss aggregation: token-mean, seq-mean-token-mean or seq-mean-token-sum-norm.")
     advantage: str = _f("grpo", "Advantages: grpo (group mean/std), drgrpo (group mean only) or rloo-batch-std "
                                  "(REINFORCE++-baseline: group mean, then batch std).")
@@ -307,6 +310,8 @@ def load_recipe(path: str | Path) -> dict:
 
 
 GROUP_ADVANTAGES = ("grpo", "drgrpo", "rloo-batch-std")
+POLICY_LOSSES = ("ppo", "cispo", "gspo")
+"""prorl.algo.POLICY_LOSSES (this layer does not import algo; tests/test_algo.py checks the two agree)."""
 """Advantage estimators that compare the samples of one prompt (with one sample every advantage is 0)."""
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
@@ -380,6 +385,7 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
     need(a.loss_agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"),
          "algo.loss_agg", "token-mean, seq-mean-token-mean or seq-mean-token-sum-norm", a.loss_agg)
     need(a.advantage in GROUP_ADVANTAGES, "algo.advantage", "grpo, drgrpo or rloo-batch-std", a.advantage)
+    need(a.policy_loss in POLICY_LOSSES, "algo.policy_loss", "ppo, cispo or gspo", a.policy_loss)
     need(_number(a.clip_low) and 0 <= a.clip_low < 1, "algo.clip_low",
          "a number in [0, 1) (the ratio is clipped below 1 - clip_low)", a.clip_low)
     need(_number(a.clip_high) and a.clip_high >= 0, "algo.clip_high",

@@ -60,7 +60,8 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
                 if first_pass:
                     old_logprobs[rows] = logprobs.detach()
                 pg, pm = algo.policy_loss(logprobs, old_logprobs[rows], advantages[rows], mask,
-                                          clip_low=cfg.algo.clip_low, clip_high=cfg.algo.clip_high)
+                                          clip_low=cfg.algo.clip_low, clip_high=cfg.algo.clip_high,
+                                          kind=cfg.algo.policy_loss)
                 pg_loss = algo.aggregate_loss(pg, mask, cfg.algo.loss_agg, **agg)
                 loss = pg_loss
                 if beta > 0:
