@@ -121,6 +121,46 @@ def test_gspo_gradient_is_the_sequence_objectives():
     torch.testing.assert_close(got, lp.grad, rtol=1e-12, atol=1e-12)
 
 
+def test_clip_cov_drops_the_tokens_inside_the_covariance_band_hand_computed():
+    # One row of 4 tokens, old = new (ratio 1, nothing PPO-clips). A per token = [2, 2, -2, -2] (mean 0);
+    # logprobs [-0.5, -2.5, -0.5, -2.5] (mean -1.5): cov = A * (lp + 1.5) = [2, -2, -2, 2].
+    # Band (1, 5): tokens 0 and 3 are candidates; fraction 0.5 of 4 valid tokens -> 2 selected: both.
+    lp = torch.tensor([[-0.5, -2.5, -0.5, -2.5]], requires_grad=True)
+    adv = torch.tensor([[2.0, 2.0, -2.0, -2.0]])
+    loss, m = policy_loss(lp, lp.detach(), adv, torch.ones(1, 4), kind="clip_cov", cov_fraction=0.5,
+                          cov_bounds=(1.0, 5.0), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(loss.detach(), torch.tensor([[0.0, -2.0, 2.0, 0.0]]))  # -ratio * A, 0 where dropped
+    loss.sum().backward()
+    torch.testing.assert_close(lp.grad, torch.tensor([[0.0, -2.0, 2.0, 0.0]]))  # d(-ratio A)/dlp = -A, 0 if dropped
+    assert float(m["cov_frac"]) == 0.5
+    # fraction 0.25 -> 1 token, drawn at random among the two candidates; a band that excludes cov 2 drops none
+    one, m1 = policy_loss(lp.detach(), lp.detach(), adv, torch.ones(1, 4), kind="clip_cov", cov_fraction=0.25,
+                          generator=torch.Generator().manual_seed(0))
+    assert float(m1["cov_frac"]) == 0.25 and int((one == 0).sum()) == 1 and float(one[0, 1]) == -2.0
+    none, m2 = policy_loss(lp.detach(), lp.detach(), adv, torch.ones(1, 4), kind="clip_cov", cov_fraction=0.5,
+                           cov_bounds=(2.5, 5.0), generator=torch.Generator().manual_seed(0))
+    assert float(m2["cov_frac"]) == 0.0 and torch.equal(none, torch.tensor([[-2.0, -2.0, 2.0, 2.0]]))
+
+
+def test_kl_cov_penalises_the_largest_covariance_tokens_hand_computed():
+    # Same tokens as above (cov [2, -2, -2, 2]), now with a log-ratio of 0.1 on every token (ratio e^0.1).
+    # fraction 0.25 -> the single largest cov: a tie between 0 and 3, topk takes one; coef 3 adds 3 * 0.1.
+    lp = torch.tensor([[-0.5, -2.5, -0.5, -2.5]], requires_grad=True)
+    old = lp.detach() - 0.1
+    adv = torch.tensor([[2.0, 2.0, -2.0, -2.0]])
+    loss, m = policy_loss(lp, old, adv, torch.ones(1, 4), kind="kl_cov", cov_fraction=0.25, kl_cov_coef=3.0)
+    r = math.exp(0.1)
+    base = torch.tensor([[-2 * r, -2 * r, 2 * r, 2 * r]])  # -ratio * A, no clipping at all
+    extra = loss.detach() - base
+    assert float(m["cov_frac"]) == 0.25
+    assert torch.allclose(extra.sum(), torch.tensor(0.3)) and int((extra.abs() > 1e-6).sum()) == 1
+    hit = int(torch.nonzero(extra.abs() > 1e-6)[0, 1])
+    assert hit in (0, 3)
+    loss.sum().backward()
+    want = -r * adv[0] + torch.tensor([3.0 if i == hit else 0.0 for i in range(4)])  # d|log-ratio|/dlp = +1
+    torch.testing.assert_close(lp.grad[0], want)
+
+
 def test_unknown_policy_loss_is_an_error_and_the_config_names_agree():
     from prorl.algo import POLICY_LOSSES
     from prorl.config import POLICY_LOSSES as CONFIG_NAMES

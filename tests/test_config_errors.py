@@ -96,7 +96,10 @@ BAD = [
     (["model.attn_implementation=' '"], key("model.attn_implementation", "a transformers attention implementation")),
     (["train.max_tokens_per_micro_batch=-1"], key("train.max_tokens_per_micro_batch", "an integer >= 0")),
     (["train.head_chunk_tokens=0"], key("train.head_chunk_tokens", "an integer >= 1")),
-    (["algo.policy_loss=grpo"], key("algo.policy_loss", "ppo, cispo or gspo")),
+    (["algo.policy_loss=grpo"], key("algo.policy_loss", "ppo, cispo, gspo, clip_cov or kl_cov")),
+    (["algo.cov_fraction=0"], key("algo.cov_fraction", "a fraction in (0, 1] or null")),
+    (["algo.cov_bounds=[5, 1]"], key("algo.cov_bounds", "two numbers [low, high] with low < high")),
+    (["algo.kl_cov_coef=-1"], key("algo.kl_cov_coef", "a number >= 0")),
     (["model.dtype=int8"], key("model.dtype", "float32, bfloat16 or float16")),
 ]
 

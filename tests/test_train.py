@@ -327,11 +327,16 @@ def test_training_under_bf16_autocast_keeps_float32_weights(warm_model, tmp_path
     assert any(not torch.equal(a, b) for a, b in zip(trained.parameters(), base.parameters()))
 
 
-@pytest.mark.parametrize("kind", ["cispo", "gspo"])
+@pytest.mark.parametrize("kind", ["cispo", "gspo", "clip_cov", "kl_cov"])
 def test_training_with_another_policy_loss(warm_model, tmp_path, kind):
     clip = ["algo.clip_low=3e-4", "algo.clip_high=4e-4", "algo.loss_agg=seq-mean-token-mean"] if kind == "gspo" else []
+    if kind == "clip_cov":  # a band every token's covariance falls in, so that candidates exist on any machine
+        clip = ["algo.cov_bounds=[-1000, 1000]"]
     last = train(tiny_config(warm_model, tmp_path / "run", f"algo.policy_loss={kind}", "train.steps=2",
                              "validation.every=0", *clip))
     assert last["actor/updates"] == 2
     for key in ("actor/pg_loss", "actor/kl", "actor/grad_norm", "actor/clip_frac_high"):
         assert torch.isfinite(torch.tensor(last[key])), key
+    assert ("actor/cov_frac" in last) == (kind in ("clip_cov", "kl_cov"))
+    if kind in ("clip_cov", "kl_cov"):
+        assert 0 < last["actor/cov_frac"] < 0.1  # at least one token per micro-batch, a small fraction of them

@@ -80,6 +80,10 @@ def policy_loss(
     clip_low: float = 0.2,
     clip_high: float = 0.4,
     kind: str = "ppo",
+    cov_fraction: float = 2e-4,
+    cov_bounds: tuple[float, float] = (1.0, 5.0),
+    kl_cov_coef: float = 1.0,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped surrogate with decoupled bounds, per token (``kind="ppo"``; see below for the variants).
 
@@ -108,6 +112,15 @@ def policy_loss(
     gradient of ``s_i`` flowing through its own log-prob (GSPO's token form: the value is ``s_i``, the
     gradient ``s_i * grad logprob``); aggregated with ``seq-mean-token-mean`` this is GSPO's objective.
     A whole sequence is clipped or not; GSPO's ranges are small (3e-4 and 4e-4 in its paper).
+
+    ``kind="clip_cov"`` and ``kind="kl_cov"`` (Cui et al. 2025, entropy control): each valid token's
+    ``cov = (A - mean A) * (logprob - mean logprob)`` over the valid tokens of this call (detached).
+    Clip-Cov is the PPO loss above with the tokens it does not already clip whose ``cov`` lies strictly
+    inside ``cov_bounds`` as candidates; ``max(1, int(cov_fraction * valid tokens))`` of them, drawn at
+    random with ``generator`` (all when there are no more), lose their loss and gradient. KL-Cov uses no
+    clipping: every token gets ``-ratio * A``, and the ``max(1, int(cov_fraction * valid tokens))`` tokens of
+    largest ``cov`` get ``+ kl_cov_coef * |logprobs - old_logprobs|`` on top (it acts from the second update
+    of a batch on: at the first the log-ratio is 0). ``cov_frac`` is the fraction of valid tokens selected.
     """
     if kind not in POLICY_LOSSES:
         raise ValueError(f"unknown policy loss {kind!r}; expected one of {', '.join(POLICY_LOSSES)}")
@@ -120,13 +133,21 @@ def policy_loss(
         per_seq = (log_ratio.detach() * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)  # [B, 1]
         log_ratio = per_seq + logprobs - logprobs.detach()  # [B, T]: value s_i, gradient through each token
     ratio = torch.exp(log_ratio)  # [B, T]
+    selected = torch.zeros_like(mask, dtype=torch.bool)  # [B, T] tokens Clip-Cov / KL-Cov act on
     if kind == "cispo":
         weight = torch.clamp(ratio, max=1.0 + clip_high).detach()  # [B, T]
         per_token = -weight * advantages * logprobs * mask  # [B, T]
+    elif kind == "kl_cov":
+        selected = _top_cov_tokens(logprobs, advantages, mask, cov_fraction)
+        per_token = (-ratio * advantages + kl_cov_coef * log_ratio.abs() * selected) * mask  # [B, T]
     else:
         unclipped = ratio * advantages  # [B, T]
         clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * advantages  # [B, T]
         per_token = -torch.minimum(unclipped, clipped) * mask  # [B, T]
+        if kind == "clip_cov":
+            selected = _clip_cov_tokens(logprobs, advantages, mask, unclipped > clipped, cov_fraction, cov_bounds,
+                                        generator)
+            per_token = per_token * ~selected  # [B, T]
 
     with torch.no_grad():
         n = mask.sum().clamp(min=1.0)
@@ -138,12 +159,46 @@ def policy_loss(
             "clip_frac_low": low.sum() / n,
             "ratio_mean": (ratio * mask).sum() / n,
             "approx_kl_old": (-log_ratio * mask).sum() / n,
+            "cov_frac": (selected.to(mask.dtype) * mask).sum() / n,
         }
     return per_token, metrics
 
 
-POLICY_LOSSES = ("ppo", "cispo", "gspo")
+POLICY_LOSSES = ("ppo", "cispo", "gspo", "clip_cov", "kl_cov")
 """``algo.policy_loss``: the variants :func:`policy_loss` computes."""
+
+
+def _token_cov(logprobs, advantages, mask) -> torch.Tensor:
+    """``(A - mean A) * (logprob - mean logprob)`` per token, means over the valid tokens, detached: ``[B, T]``."""
+    valid = mask > 0
+    lp, adv = logprobs.detach(), advantages.detach()
+    return (adv - adv[valid].mean()) * (lp - lp[valid].mean())
+
+
+def _how_many(mask, fraction: float) -> int:
+    return max(1, int(fraction * float(mask.sum())))
+
+
+def _top_cov_tokens(logprobs, advantages, mask, fraction) -> torch.Tensor:
+    """KL-Cov's tokens: the ``max(1, int(fraction * valid))`` valid tokens of largest covariance, ``[B, T]`` bool."""
+    cov = _token_cov(logprobs, advantages, mask).masked_fill(mask <= 0, float("-inf")).flatten()
+    k = min(_how_many(mask, fraction), int((mask > 0).sum()))
+    selected = torch.zeros_like(cov, dtype=torch.bool)
+    selected[torch.topk(cov, k).indices] = True
+    return selected.view_as(mask)
+
+
+def _clip_cov_tokens(logprobs, advantages, mask, already_clipped, fraction, bounds, generator) -> torch.Tensor:
+    """Clip-Cov's tokens: up to ``max(1, int(fraction * valid))`` drawn among the valid, unclipped tokens whose
+    covariance lies strictly inside ``bounds``, ``[B, T]`` bool."""
+    cov = _token_cov(logprobs, advantages, mask)
+    low, high = bounds
+    candidates = torch.nonzero(((cov > low) & (cov < high) & (mask > 0) & ~already_clipped).flatten()).flatten()
+    k = min(_how_many(mask, fraction), len(candidates))
+    order = torch.randperm(len(candidates), generator=generator, device="cpu")[:k].to(candidates.device)
+    selected = torch.zeros(mask.numel(), dtype=torch.bool, device=mask.device)
+    selected[candidates[order]] = True
+    return selected.view_as(mask)
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k3") -> torch.Tensor:

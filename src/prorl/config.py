@@ -101,8 +101,13 @@ class AlgoConfig:
                               "reference).")
     kl_kind: str = _f("k3", "KL estimator: k1, k2 or k3.")
     policy_loss: str = _f("ppo", "Policy-gradient term: ppo (clipped surrogate, decoupled bounds), cispo (clipped "
-                                 "stop-gradient weight on every token's log-prob; clip_high only) or gspo "
-                                 "(sequence-level length-normalised ratio, clipped per sequence).")
+                                 "stop-gradient weight on every token's log-prob; clip_high only), gspo "
+                                 "(sequence-level length-normalised ratio, clipped per sequence), clip_cov or kl_cov "
+                                 "(entropy control on the tokens of highest cov(log-prob, advantage)).")
+    cov_fraction: float | None = _f(None, "clip_cov / kl_cov: fraction in (0, 1] of a micro-batch's tokens acted on "
+                                          "(None: the paper's 2e-4 for clip_cov, 2e-3 for kl_cov).")
+    cov_bounds: list = _f([1.0, 5.0], "clip_cov: the covariance range [low, high] (low < high) of its candidate tokens.")
+    kl_cov_coef: float = _f(1.0, "kl_cov: weight (>= 0) of |log-ratio| on its tokens.")
     loss_agg: str = _f("token-mean", "Loss aggregation: token-mean, seq-mean-token-mean or seq-mean-token-sum-norm.")
     advantage: str = _f("grpo", "Advantages: grpo (group mean/std), drgrpo (group mean only) or rloo-batch-std "
                                  "(REINFORCE++-baseline: group mean, then batch std).")
@@ -310,7 +315,7 @@ def load_recipe(path: str | Path) -> dict:
 
 
 GROUP_ADVANTAGES = ("grpo", "drgrpo", "rloo-batch-std")
-POLICY_LOSSES = ("ppo", "cispo", "gspo")
+POLICY_LOSSES = ("ppo", "cispo", "gspo", "clip_cov", "kl_cov")
 """prorl.algo.POLICY_LOSSES (this layer does not import algo; tests/test_algo.py checks the two agree)."""
 """Advantage estimators that compare the samples of one prompt (with one sample every advantage is 0)."""
 
@@ -385,7 +390,13 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
     need(a.loss_agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"),
          "algo.loss_agg", "token-mean, seq-mean-token-mean or seq-mean-token-sum-norm", a.loss_agg)
     need(a.advantage in GROUP_ADVANTAGES, "algo.advantage", "grpo, drgrpo or rloo-batch-std", a.advantage)
-    need(a.policy_loss in POLICY_LOSSES, "algo.policy_loss", "ppo, cispo or gspo", a.policy_loss)
+    need(a.policy_loss in POLICY_LOSSES, "algo.policy_loss", "ppo, cispo, gspo, clip_cov or kl_cov", a.policy_loss)
+    need(a.cov_fraction is None or (_number(a.cov_fraction) and 0 < a.cov_fraction <= 1), "algo.cov_fraction",
+         "a fraction in (0, 1] or null", a.cov_fraction)
+    need(isinstance(a.cov_bounds, (list, tuple)) and len(a.cov_bounds) == 2 and all(_number(b) for b in a.cov_bounds)
+         and a.cov_bounds[0] < a.cov_bounds[1], "algo.cov_bounds", "two numbers [low, high] with low < high",
+         a.cov_bounds)
+    need(_number(a.kl_cov_coef) and a.kl_cov_coef >= 0, "algo.kl_cov_coef", "a number >= 0", a.kl_cov_coef)
     need(_number(a.clip_low) and 0 <= a.clip_low < 1, "algo.clip_low",
          "a number in [0, 1) (the ratio is clipped below 1 - clip_low)", a.clip_low)
     need(_number(a.clip_high) and a.clip_high >= 0, "algo.clip_high",
