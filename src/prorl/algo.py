@@ -9,8 +9,10 @@ GRPO with the DAPO pieces and a KL penalty, as in ProRL (arXiv 2505.24864):
 - ``policy_loss``: PPO's clipped surrogate with DAPO's decoupled bounds ``1 - clip_low`` and
   ``1 + clip_high`` ("clip-higher": a wider upper bound keeps low-probability tokens growing and
   entropy from collapsing); ``kind`` selects a variant: ``cispo`` (MiniMax-M1: a clipped,
-  stop-gradient importance weight on every token's log-prob gradient) or ``gspo`` (Qwen's GSPO: one
-  length-normalised importance ratio per sequence, clipped per sequence).
+  stop-gradient importance weight on every token's log-prob gradient), ``gspo`` (Qwen's GSPO: one
+  length-normalised importance ratio per sequence, clipped per sequence), ``clip_cov`` / ``kl_cov``
+  (Cui et al. 2025: drop, or KL-penalise, the few tokens whose log-prob and advantage covary most,
+  against entropy collapse).
 - ``kl_penalty``: per-token estimators k1, k2, k3 of KL(policy || reference).
 - ``aggregate_loss``: how per-token values become one scalar. "token-mean" is DAPO's token-level
   loss; its denominator is the count of valid tokens in the whole optimizer step, passed in as
