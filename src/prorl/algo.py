@@ -82,7 +82,7 @@ def policy_loss(
     clip_low: float = 0.2,
     clip_high: float = 0.4,
     kind: str = "ppo",
-    cov_fraction: float = 2e-4,
+    cov_fraction: float | None = None,
     cov_bounds: tuple[float, float] = (1.0, 5.0),
     kl_cov_coef: float = 1.0,
     generator: torch.Generator | None = None,
@@ -122,10 +122,13 @@ def policy_loss(
     random with ``generator`` (all when there are no more), lose their loss and gradient. KL-Cov uses no
     clipping: every token gets ``-ratio * A``, and the ``max(1, int(cov_fraction * valid tokens))`` tokens of
     largest ``cov`` get ``+ kl_cov_coef * |logprobs - old_logprobs|`` on top (it acts from the second update
-    of a batch on: at the first the log-ratio is 0). ``cov_frac`` is the fraction of valid tokens selected.
+    of a batch on: at the first the log-ratio is 0). ``cov_fraction=None`` takes the paper's value for the kind
+    (:data:`COV_FRACTION`). ``cov_frac`` is the fraction of valid tokens selected.
     """
     if kind not in POLICY_LOSSES:
         raise ValueError(f"unknown policy loss {kind!r}; expected one of {', '.join(POLICY_LOSSES)}")
+    if cov_fraction is None:
+        cov_fraction = COV_FRACTION.get(kind, 0.0)
     mask = response_mask.to(logprobs.dtype)  # [B, T]
     if advantages.ndim == 1:
         advantages = advantages.unsqueeze(-1)  # [B, 1]
@@ -168,6 +171,9 @@ def policy_loss(
 
 POLICY_LOSSES = ("ppo", "cispo", "gspo", "clip_cov", "kl_cov")
 """``algo.policy_loss``: the variants :func:`policy_loss` computes."""
+
+COV_FRACTION = {"clip_cov": 2e-4, "kl_cov": 2e-3}
+"""The fraction of tokens Clip-Cov and KL-Cov act on unless told (Cui et al. 2025)."""
 
 
 def _token_cov(logprobs, advantages, mask) -> torch.Tensor:

@@ -32,8 +32,9 @@ DEFAULT_CHUNK_TOKENS = 512
 """Tokens per head chunk: at V = 151,936 one fp32 chunk of logits is 311 MB (a pass holds two or three)."""
 
 
-def response_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that count real tokens only, so a left-padded prompt starts at 0 (as in generation)."""
+def real_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count real tokens only, so a left-padded prompt starts at 0 (the trainer's passes and the
+    built-in engine's prefill use this one rule)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
@@ -55,7 +56,7 @@ def full_logits_logprobs(model, input_ids, attention_mask, num_response_tokens, 
     Returns ``(logprobs [B, T], entropy [B, T] or None)`` in float32 (float64 for a float64 model).
     """
     T = num_response_tokens
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=response_positions(attention_mask),
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=real_token_positions(attention_mask),
                 logits_to_keep=T + 1, use_cache=False)
     logits = out.logits[:, :-1, :]
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature  # [B, T, V], >= float32
@@ -161,7 +162,7 @@ def token_logprobs(
 def _chunked(model, head: Head, input_ids, attention_mask, T, *, temperature, with_entropy, response_mask,
              chunk_tokens, fp32_head):
     out = model.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                           position_ids=response_positions(attention_mask), use_cache=False)
+                           position_ids=real_token_positions(attention_mask), use_cache=False)
     hidden = out.last_hidden_state[:, -(T + 1):-1]  # [B, T, H]: position i predicts response token i
     targets = input_ids[:, -T:]  # [B, T]
     keep = response_mask.bool() if response_mask is not None else torch.ones_like(targets, dtype=torch.bool)

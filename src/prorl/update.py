@@ -19,10 +19,6 @@ from prorl.config import Config
 from prorl.errors import UserError
 
 
-COV_FRACTION = {"clip_cov": 2e-4, "kl_cov": 2e-3}
-"""The fraction of tokens Clip-Cov and KL-Cov act on when ``algo.cov_fraction`` is null (Cui et al. 2025)."""
-
-
 def single_update(cfg: Config, batch: Batch) -> bool:
     """Whether the batch gets exactly one optimizer step (one epoch, one mini-batch): then the old log-probs are the
     first forward pass's, detached, and need no pass of their own."""
@@ -45,7 +41,6 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
             raise ValueError("update_policy: old_logprobs=None needs one epoch and one mini-batch")
         old_logprobs = torch.zeros_like(batch.response_mask)  # [B, T], filled micro-batch by micro-batch below
     sums = {k: 0.0 for k in ("pg_loss", "kl_loss", "entropy", "kl", "clip_low", "clip_high", "ratio", "cov")}
-    cov_fraction = cfg.algo.cov_fraction or COV_FRACTION.get(cfg.algo.policy_loss, 0.0)
     tokens_seen = 0.0
     grad_norms, skipped, updates = [], 0, 0
     beta = cfg.algo.kl_beta
@@ -66,7 +61,7 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
                     old_logprobs[rows] = logprobs.detach()
                 pg, pm = algo.policy_loss(logprobs, old_logprobs[rows], advantages[rows], mask,
                                           clip_low=cfg.algo.clip_low, clip_high=cfg.algo.clip_high,
-                                          kind=cfg.algo.policy_loss, cov_fraction=cov_fraction,
+                                          kind=cfg.algo.policy_loss, cov_fraction=cfg.algo.cov_fraction,
                                           cov_bounds=tuple(cfg.algo.cov_bounds), kl_cov_coef=cfg.algo.kl_cov_coef,
                                           generator=generator)
                 pg_loss = algo.aggregate_loss(pg, mask, cfg.algo.loss_agg, **agg)
@@ -116,7 +111,7 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
         "actor/skipped_updates": skipped,
         "rollout/logprob_diff": logprob_diff(old_logprobs, batch),
     }
-    if cfg.algo.policy_loss in COV_FRACTION:
+    if cfg.algo.policy_loss in algo.COV_FRACTION:
         metrics["actor/cov_frac"] = sums["cov"] / denom
     return metrics, skipped
 

@@ -50,6 +50,7 @@ from typing import Iterable
 import torch
 
 from prorl.errors import UserError
+from prorl.logprobs import real_token_positions
 from prorl.rollout.base import RandomStream, Rollout, Sampling
 
 
@@ -283,8 +284,7 @@ def _generate_batch(
             prefill_mask = torch.zeros(prefill_keep.shape, dtype=model.dtype, device=device).masked_fill_(~prefill_keep, neg)
             step_mask = torch.zeros(keep.shape, dtype=model.dtype, device=device).masked_fill_(~keep, neg)
             attend = 0.0
-    # Positions count real tokens only, so a left-padded prompt starts at 0 (as in prorl.logprobs).
-    positions = (pmask.cumsum(-1) - 1).clamp(min=0)  # [B, P]
+    positions = real_token_positions(pmask)  # [B, P]: a left-padded prompt starts at 0, as in the trainer
     next_pos = pmask.sum(-1, keepdim=True)  # [B, 1] position of the first generated token
     cache_positions = torch.arange(L, device=device)  # [L]
     pass_cache_position = "cache_position" in names
