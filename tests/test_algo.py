@@ -286,3 +286,82 @@ def test_advantage_estimators_by_name():
     assert set(algo.ADVANTAGES) == {"grpo", "drgrpo", "rloo-batch-std"}
     with pytest.raises(ValueError, match="unknown advantage estimator 'ppo'"):
         algo.advantages(rewards, 3, "ppo")
+
+
+# ---------------------------------------------------------------- rollout correction (importance weights)
+
+def _ratios(*rows):
+    """(old, sampler) log-probs whose per-token ratios old/sampler are ``rows`` (sampler fixed at 0.25)."""
+    sampler = torch.full((len(rows), len(rows[0])), 0.25).log()
+    return sampler + torch.tensor(rows).log(), sampler
+
+
+def test_rollout_correction_names_agree_with_config_and_unknown_is_an_error():
+    from prorl.algo import ROLLOUT_CORRECTIONS, rollout_correction
+    from prorl.config import ROLLOUT_CORRECTIONS as CONFIG_NAMES
+
+    assert ROLLOUT_CORRECTIONS == CONFIG_NAMES
+    with pytest.raises(ValueError, match="unknown rollout correction"):
+        rollout_correction(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, 1), "tis")
+
+
+def test_token_tis_truncates_each_token_hand_computed():
+    from prorl.algo import rollout_correction
+
+    old, sampler = _ratios([3.0, 1.5, 0.2, 9.0])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])  # the 9 is padding: weight 0, counted nowhere
+    w, m = rollout_correction(old, sampler, mask, "token_tis", (0.5, 2.0))
+    torch.testing.assert_close(w, torch.tensor([[2.0, 1.5, 0.5, 0.0]]))
+    assert float(m["truncated_frac"]) == pytest.approx(2 / 3) and float(m["masked_frac"]) == 0.0
+    assert float(m["weight_max"]) == pytest.approx(2.0) and float(m["weight_p50"]) == pytest.approx(1.5)
+    # default bounds: [0, 2] (no lower truncation)
+    w, _ = rollout_correction(old, sampler, mask, "token_tis")
+    torch.testing.assert_close(w, torch.tensor([[2.0, 1.5, 0.2, 0.0]]))
+
+
+def test_sequence_modes_use_the_product_of_the_sequence_ratios_hand_computed():
+    from prorl.algo import rollout_correction
+
+    # sequence 0: 2 * 1.5 = 3 ; sequence 1: 0.5 * 2 * (padding) = 1 ; sequence 2: 1.25 * 1.2 = 1.5
+    old, sampler = _ratios([2.0, 1.5, 1.0], [0.5, 2.0, 7.0], [1.25, 1.2, 1.0])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    w, m = rollout_correction(old, sampler, mask, "seq_tis", (0.0, 2.0))
+    torch.testing.assert_close(w, torch.tensor([[2.0, 2.0, 2.0], [1.0, 1.0, 0.0], [1.5, 1.5, 1.5]]))
+    assert float(m["truncated_frac"]) == pytest.approx(3 / 8)  # sequence 0's three tokens
+    w, m = rollout_correction(old, sampler, mask, "seq_mask", (0.0, 2.0))
+    torch.testing.assert_close(w, torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.5, 1.5, 1.5]]))
+    assert float(m["masked_frac"]) == pytest.approx(3 / 8) and float(m["truncated_frac"]) == 0.0
+
+
+def test_icepop_drops_tokens_outside_the_range_hand_computed():
+    from prorl.algo import rollout_correction
+
+    old, sampler = _ratios([0.4, 1.0, 4.0, 6.0])
+    w, m = rollout_correction(old, sampler, torch.ones(1, 4), "icepop")  # default [0.5, 5]
+    torch.testing.assert_close(w, torch.tensor([[0.0, 1.0, 4.0, 0.0]]))
+    assert float(m["masked_frac"]) == pytest.approx(0.5)
+
+
+def test_mismatch_kl_is_k3_of_the_ratios_in_every_mode_and_off_is_ones():
+    from prorl.algo import rollout_correction
+
+    old, sampler = _ratios([2.0, 0.5, 1.0])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    expected = ((2.0 - 1 - math.log(2.0)) + (0.5 - 1 - math.log(0.5))) / 2
+    for mode in ("off", "token_tis", "seq_mask"):
+        w, m = rollout_correction(old, sampler, mask, mode)
+        assert float(m["mismatch_kl"]) == pytest.approx(expected, rel=1e-6)
+    w, _ = rollout_correction(old, sampler, mask, "off")
+    torch.testing.assert_close(w, mask)
+    _, same = rollout_correction(sampler, sampler, mask, "off")
+    assert float(same["mismatch_kl"]) == 0.0
+
+
+def test_a_long_sequence_ratio_stays_finite():
+    from prorl.algo import rollout_correction
+
+    old = torch.full((1, 4000), 0.1)  # log-ratio 0.1 per token: the sequence ratio is e^400
+    for mode, expected in (("seq_mask", 0.0), ("seq_tis", 2.0)):
+        w, m = rollout_correction(old, torch.zeros(1, 4000), torch.ones(1, 4000), mode)
+        assert torch.isfinite(w).all() and float(w.max()) == expected
+        assert all(math.isfinite(float(v)) for v in m.values())

@@ -99,6 +99,10 @@ BAD = [
     (["algo.policy_loss=grpo"], key("algo.policy_loss", "ppo, cispo, gspo, clip_cov or kl_cov")),
     (["algo.cov_fraction=0"], key("algo.cov_fraction", "a fraction in (0, 1] or null")),
     (["algo.cov_bounds=[5, 1]"], key("algo.cov_bounds", "two numbers [low, high] with low < high")),
+    (["algo.rollout_correction=tis"], key("algo.rollout_correction", "one of off, token_tis, seq_tis, seq_mask, icepop")),
+    (["algo.rollout_correction_bounds=[2, 1]"], key("algo.rollout_correction_bounds",
+                                                    "two numbers [low, high] with 0 <= low < high")),
+    (["algo.rollout_correction_bounds=[-1, 2]"], key("algo.rollout_correction_bounds", "two numbers [low, high]")),
     (["algo.kl_cov_coef=-1"], key("algo.kl_cov_coef", "a number >= 0")),
     (["model.dtype=int8"], key("model.dtype", "float32, bfloat16 or float16")),
 ]

@@ -1,6 +1,8 @@
 """The trainer end to end on a tiny local model: metrics, resets, checkpoints, exact resume, NaN safety."""
 
+import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -198,6 +200,37 @@ def test_one_optimizer_step_per_batch_takes_old_logprobs_from_the_update_pass(wa
     assert not single_update(two_steps, batch)
     with pytest.raises(ValueError, match="one mini-batch"):
         update_policy(model, optimizer, scheduler, batch, adv, None, None, two_steps, torch.Generator())
+
+
+@pytest.mark.parametrize("correction, scale", [("off", 1.0), ("token_tis", 2.0), ("seq_tis", 2.0), ("icepop", 0.0)])
+def test_rollout_correction_weights_the_policy_gradient(warm_model, tmp_path, correction, scale):
+    """A sampler whose log-probs are 1 below the trainer's on every token: every token ratio is e. token_tis and
+    seq_tis (upper bound 2) weight every token by exactly 2, so the gradient doubles; icepop with the range
+    [0.5, 2.5] drops every token, so the weights do not move (no KL term here)."""
+    extra = ["algo.rollout_correction_bounds=[0.5, 2.5]"] if correction == "icepop" else []
+    cfg, _, batch = build_batch(warm_model, tmp_path, "train.mini_batch_prompts=4", "algo.kl_beta=0",
+                                "train.grad_clip=0", f"algo.rollout_correction={correction}", *extra)
+    model, _ = load_policy(warm_model, dtype="float32")
+    batch.sample_logprobs = (batch_logprobs(model, batch, LogprobSettings.of(cfg)) - 1.0) * batch.response_mask
+    deltas = []
+    for run_cfg in (dataclasses.replace(cfg, algo=dataclasses.replace(cfg.algo, rollout_correction="off")), cfg):
+        model, _ = load_policy(warm_model, dtype="float32")
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+        start = [p.detach().clone() for p in model.parameters()]
+        adv = torch.randn(len(batch.problems), generator=torch.Generator().manual_seed(1))
+        metrics, _ = update_policy(model, optimizer, scheduler, batch, adv, None, None, run_cfg,
+                                   torch.Generator().manual_seed(2))
+        deltas.append([p.detach() - s for p, s in zip(model.parameters(), start)])
+    assert any(float(d.abs().max()) > 1e-4 for d in deltas[0])
+    for plain, corrected in zip(*deltas):  # round-off of float32 sums in another order: ~1e-7 on 2e-4 elements
+        torch.testing.assert_close(corrected, scale * plain, rtol=1e-4, atol=1e-6)
+    assert metrics["rollout/mismatch_kl"] == pytest.approx(math.e - 2.0, rel=1e-3)  # k3 of log-ratio 1
+    if correction == "off":
+        assert "rollout/is_weight_max" not in metrics
+    else:
+        assert metrics["rollout/is_weight_max"] == pytest.approx(scale, rel=1e-4)
+        assert metrics["rollout/is_masked_frac" if scale == 0 else "rollout/is_truncated_frac"] == 1.0
 
 
 def test_nan_loss_skips_the_update_and_keeps_weights(warm_model, tmp_path, monkeypatch):

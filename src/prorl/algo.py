@@ -13,6 +13,8 @@ GRPO with the DAPO pieces and a KL penalty, as in ProRL (arXiv 2505.24864):
   length-normalised importance ratio per sequence, clipped per sequence), ``clip_cov`` / ``kl_cov``
   (Cui et al. 2025: drop, or KL-penalise, the few tokens whose log-prob and advantage covary most,
   against entropy collapse).
+- ``rollout_correction``: importance weights between the sampler's log-probs and the trainer's old
+  ones (truncated or masked, per token or per sequence), for rollouts from an inference engine.
 - ``kl_penalty``: per-token estimators k1, k2, k3 of KL(policy || reference).
 - ``aggregate_loss``: how per-token values become one scalar. "token-mean" is DAPO's token-level
   loss; its denominator is the count of valid tokens in the whole optimizer step, passed in as
@@ -22,6 +24,8 @@ Tensors and numbers in, tensors and numbers out: no config, model, rank or file 
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -207,6 +211,89 @@ def _clip_cov_tokens(logprobs, advantages, mask, already_clipped, fraction, boun
     selected = torch.zeros(mask.numel(), dtype=torch.bool, device=mask.device)
     selected[candidates[order]] = True
     return selected.view_as(mask)
+
+
+ROLLOUT_CORRECTIONS = ("off", "token_tis", "seq_tis", "seq_mask", "icepop")
+"""``algo.rollout_correction``: the importance weights :func:`rollout_correction` computes."""
+
+ROLLOUT_CORRECTION_BOUNDS = {"token_tis": (0.0, 2.0), "seq_tis": (0.0, 2.0), "seq_mask": (0.0, 2.0),
+                             "icepop": (0.5, 5.0)}
+"""Default ``[low, high]`` per mode: TIS's C = 2 (Yao et al. 2025), MIS's C = 2 (Liu, Li et al. 2025), IcePop's
+[0.5, 5]."""
+
+
+def rollout_correction(
+    old_logprobs: torch.Tensor,
+    sampler_logprobs: torch.Tensor,
+    response_mask: torch.Tensor,
+    mode: str = "off",
+    bounds: tuple[float, float] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Importance weights between the trainer's old policy and the sampler that drew the tokens, ``[B, T]``.
+
+    An inference engine (vLLM, or any copy in another precision) samples from ``pi_sampler``, not from the
+    ``pi_old`` the trainer recomputes; the weights put the policy gradient back on ``pi_old``'s
+    distribution. ``rho_t = exp(old_logprobs - sampler_logprobs)`` per token and ``rho_i = exp(sum over
+    the sequence's tokens of the log-ratio)`` per sequence; with ``bounds = (low, high)``:
+
+    - ``off``: 1 everywhere;
+    - ``token_tis`` (truncated IS): ``clamp(rho_t, low, high)``;
+    - ``seq_tis``: ``clamp(rho_i, low, high)`` on every token of sequence ``i``;
+    - ``seq_mask`` (masked IS, MIS): ``rho_i`` where ``low <= rho_i <= high``, else 0 for the whole sequence;
+    - ``icepop``: ``rho_t`` where ``low <= rho_t <= high``, else 0 for that token.
+
+    ``bounds=None`` takes :data:`ROLLOUT_CORRECTION_BOUNDS`. Weights are detached, 0 where the mask is 0;
+    multiply them into the per-token policy-gradient term (not the KL term).
+
+    Metrics (detached, over valid tokens; sequence modes count a sequence's weight once per token):
+    ``weight_p50``, ``weight_p99``, ``weight_max``; ``masked_frac`` (weights a mask set to 0),
+    ``truncated_frac`` (weights a bound changed); ``mismatch_kl``, the k3 estimate of KL(sampler || old),
+    ``mean(rho_t - 1 - log rho_t)``, whatever the mode.
+
+    >>> old = torch.log(torch.tensor([[0.5, 0.4, 0.2]]))
+    >>> sampler = torch.log(torch.tensor([[0.2, 0.4, 0.5]]))  # rho_t = 2.5, 1, 0.4
+    >>> mask = torch.ones(1, 3)
+    >>> rollout_correction(old, sampler, mask, "token_tis")[0]
+    tensor([[2.0000, 1.0000, 0.4000]])
+    >>> rollout_correction(old, sampler, mask, "icepop")[0]  # outside [0.5, 5]: dropped
+    tensor([[2.5000, 1.0000, 0.0000]])
+    >>> rollout_correction(old, sampler, mask, "seq_tis")[0]  # rho_i = 2.5 * 1 * 0.4 = 1
+    tensor([[1., 1., 1.]])
+    """
+    if mode not in ROLLOUT_CORRECTIONS:
+        raise ValueError(f"unknown rollout correction {mode!r}; expected one of {', '.join(ROLLOUT_CORRECTIONS)}")
+    low, high = bounds if bounds is not None else ROLLOUT_CORRECTION_BOUNDS.get(mode, (0.0, math.inf))
+    mask = response_mask.to(torch.float32)  # [B, T]
+    valid = mask > 0
+    log_ratio = ((old_logprobs.detach() - sampler_logprobs.detach()).float() * mask)  # [B, T], 0 where masked
+    if mode in ("seq_tis", "seq_mask"):
+        log_ratio_used = log_ratio.sum(-1, keepdim=True).expand_as(log_ratio)  # [B, T]: the sequence's on each token
+    else:
+        log_ratio_used = log_ratio
+    # exp of a clamped log keeps a long sequence's product finite; the clamp is outside every bound used here
+    rho = torch.exp(log_ratio_used.clamp(max=80.0))  # [B, T]
+    if mode == "off":
+        weights = torch.ones_like(rho)
+    elif mode in ("token_tis", "seq_tis"):
+        weights = rho.clamp(min=low, max=high)
+    else:
+        weights = rho * ((rho >= low) & (rho <= high))
+    weights = weights * mask
+    with torch.no_grad():
+        n = mask.sum().clamp(min=1.0)
+        w = weights[valid] if bool(valid.any()) else torch.zeros(1)
+        masked = (weights == 0) & valid & (mode in ("seq_mask", "icepop"))
+        truncated = (weights != rho) & valid & (mode in ("token_tis", "seq_tis"))
+        rho_t = torch.exp(log_ratio)
+        metrics = {
+            "weight_p50": torch.quantile(w, 0.5),
+            "weight_p99": torch.quantile(w, 0.99),
+            "weight_max": w.max(),
+            "masked_frac": masked.float().sum() / n,
+            "truncated_frac": truncated.float().sum() / n,
+            "mismatch_kl": ((rho_t - 1.0 - log_ratio) * mask).sum() / n,
+        }
+    return weights, metrics
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k3") -> torch.Tensor:

@@ -34,11 +34,13 @@ import yaml
 from prorl.errors import ConfigError
 
 
-def _f(default, help: str, **kw):
-    """A dataclass field with a one-line help string."""
+def _f(default, help: str, *, false_means: str | None = None, **kw):
+    """A dataclass field with a one-line help string. ``false_means``: the string a YAML ``false`` stands for in
+    this field (YAML 1.1 reads an unquoted ``off`` as false)."""
+    metadata = {"help": help, "false_means": false_means}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda d=default: type(d)(d), metadata=metadata, **kw)
+    return field(default=default, metadata=metadata, **kw)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,16 @@ class AlgoConfig:
                                           "(None: the paper's 2e-4 for clip_cov, 2e-3 for kl_cov).")
     cov_bounds: list = _f([1.0, 5.0], "clip_cov: the covariance range [low, high] (low < high) of its candidate tokens.")
     kl_cov_coef: float = _f(1.0, "kl_cov: weight (>= 0) of |log-ratio| on its tokens.")
+    rollout_correction: str | None = _f(None, "Importance weights between the trainer's old log-probs and the "
+                                              "sampler's, on the policy-gradient term: off, token_tis (truncated, "
+                                              "per token), seq_tis (truncated, per sequence), seq_mask (sequence "
+                                              "dropped outside the bounds) or icepop (token dropped outside them); "
+                                              "None: token_tis with the vllm engine, off with hf.",
+                                        false_means="off")
+    rollout_correction_bounds: list | None = _f(None, "[low, high] (0 <= low < high) of the importance weights: "
+                                                      "truncated to them (tis) or masked outside them (seq_mask, "
+                                                      "icepop); None: [0, 2] for token_tis, seq_tis and seq_mask, "
+                                                      "[0.5, 5] for icepop.")
     loss_agg: str = _f("token-mean", "Loss aggregation: token-mean, seq-mean-token-mean or seq-mean-token-sum-norm.")
     advantage: str = _f("grpo", "Advantages: grpo (group mean/std), drgrpo (group mean only) or rloo-batch-std "
                                  "(REINFORCE++-baseline: group mean, then batch std).")
@@ -241,6 +253,8 @@ def _build(cls, values: dict, where: str, prefix: str = ""):
         if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
             kwargs[key] = _build(f.default_factory, value, where, f"{prefix}{key}.")
             continue
+        if value is False and f.metadata.get("false_means"):
+            value = f.metadata["false_means"]  # `key: off` in YAML
         if isinstance(value, str) and "float" in str(f.type) and _looks_float(value):
             value = float(value)  # YAML 1.1 reads "1e-3" as a string; accept it as the number it is
         if not _type_ok(value, f.type):
@@ -315,9 +329,11 @@ def load_recipe(path: str | Path) -> dict:
 
 
 GROUP_ADVANTAGES = ("grpo", "drgrpo", "rloo-batch-std")
+"""Advantage estimators that compare the samples of one prompt (with one sample every advantage is 0)."""
 POLICY_LOSSES = ("ppo", "cispo", "gspo", "clip_cov", "kl_cov")
 """prorl.algo.POLICY_LOSSES (this layer does not import algo; tests/test_algo.py checks the two agree)."""
-"""Advantage estimators that compare the samples of one prompt (with one sample every advantage is 0)."""
+ROLLOUT_CORRECTIONS = ("off", "token_tis", "seq_tis", "seq_mask", "icepop")
+"""prorl.algo.ROLLOUT_CORRECTIONS (checked against it like POLICY_LOSSES)."""
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
@@ -396,6 +412,12 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
     need(isinstance(a.cov_bounds, (list, tuple)) and len(a.cov_bounds) == 2 and all(_number(b) for b in a.cov_bounds)
          and a.cov_bounds[0] < a.cov_bounds[1], "algo.cov_bounds", "two numbers [low, high] with low < high",
          a.cov_bounds)
+    need(a.rollout_correction is None or a.rollout_correction in ROLLOUT_CORRECTIONS, "algo.rollout_correction",
+         f"one of {', '.join(ROLLOUT_CORRECTIONS)}, or null (by engine)", a.rollout_correction)
+    bounds = a.rollout_correction_bounds
+    need(bounds is None or (isinstance(bounds, (list, tuple)) and len(bounds) == 2 and all(_number(b) for b in bounds)
+                            and 0 <= bounds[0] < bounds[1]), "algo.rollout_correction_bounds",
+         "two numbers [low, high] with 0 <= low < high, or null", bounds)
     need(_number(a.kl_cov_coef) and a.kl_cov_coef >= 0, "algo.kl_cov_coef", "a number >= 0", a.kl_cov_coef)
     need(_number(a.clip_low) and 0 <= a.clip_low < 1, "algo.clip_low",
          "a number in [0, 1) (the ratio is clipped below 1 - clip_low)", a.clip_low)

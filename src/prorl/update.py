@@ -25,16 +25,27 @@ def single_update(cfg: Config, batch: Batch) -> bool:
     return cfg.train.epochs == 1 and cfg.train.mini_batch_prompts * batch.group_size >= len(batch.problems)
 
 
+def rollout_correction_of(cfg: Config) -> tuple[str, tuple[float, float] | None]:
+    """The importance-weight mode and bounds of ``algo.rollout_correction``: when unset, ``token_tis`` for the vLLM
+    engine (its log-probs come from other kernels in another precision) and ``off`` for the built-in engine."""
+    mode = cfg.algo.rollout_correction or ("token_tis" if cfg.rollout.engine == "vllm" else "off")
+    bounds = cfg.algo.rollout_correction_bounds
+    return mode, (tuple(bounds) if bounds is not None else None)
+
+
 def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_logprobs, ref_logprobs, cfg: Config,
                   generator) -> tuple[dict, int]:
     """Mini-batch updates over one rollout batch. Returns (metrics, optimizer steps skipped for a NaN).
 
     ``old_logprobs=None`` (only when :func:`single_update`): the policy's own log-probs of this pass, detached, are
-    the old ones (the ratio is exactly 1). The metrics include ``rollout/logprob_diff`` of the old log-probs.
+    the old ones (the ratio is exactly 1). The metrics include ``rollout/logprob_diff`` and ``rollout/mismatch_kl``
+    of the old log-probs against the sampler's, and the importance weights' statistics when
+    ``algo.rollout_correction`` is on (the weights multiply the policy-gradient term, not the KL term).
     """
     B = len(batch.problems)
     seqs_per_update = cfg.train.mini_batch_prompts * batch.group_size
     how = LogprobSettings.of(cfg)
+    correction, bounds = rollout_correction_of(cfg)
     first_pass = old_logprobs is None
     if first_pass:
         if not single_update(cfg, batch):
@@ -64,6 +75,10 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
                                           kind=cfg.algo.policy_loss, cov_fraction=cfg.algo.cov_fraction,
                                           cov_bounds=tuple(cfg.algo.cov_bounds), kl_cov_coef=cfg.algo.kl_cov_coef,
                                           generator=generator)
+                if correction != "off":
+                    weights, _ = algo.rollout_correction(old_logprobs[rows], batch.sample_logprobs[rows], mask,
+                                                         correction, bounds)  # [b, T], detached
+                    pg = pg * weights.to(pg.dtype)
                 pg_loss = algo.aggregate_loss(pg, mask, cfg.algo.loss_agg, **agg)
                 loss = pg_loss
                 if beta > 0:
@@ -111,6 +126,11 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
         "actor/skipped_updates": skipped,
         "rollout/logprob_diff": logprob_diff(old_logprobs, batch),
     }
+    _, cm = algo.rollout_correction(old_logprobs, batch.sample_logprobs, batch.response_mask, correction, bounds)
+    metrics["rollout/mismatch_kl"] = float(cm["mismatch_kl"])
+    if correction != "off":
+        metrics |= {f"rollout/is_{k}": float(cm[k]) for k in ("weight_p50", "weight_p99", "weight_max",
+                                                                "masked_frac", "truncated_frac")}
     if cfg.algo.policy_loss in algo.COV_FRACTION:
         metrics["actor/cov_frac"] = sums["cov"] / denom
     return metrics, skipped
