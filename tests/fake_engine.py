@@ -13,7 +13,7 @@ import copy
 import torch
 
 from prorl.policy import eos_token_ids
-from prorl.rollout.base import RandomStream, Rollout, Sampling
+from prorl.rollout.base import EngineAsleep, RandomStream, Rollout, Sampling
 
 
 class NaiveEngine:
@@ -21,6 +21,7 @@ class NaiveEngine:
         self.model = model
         self.eos_token_ids = eos_token_ids(model, tokenizer)
         self.pad_token_id = tokenizer.pad_token_id
+        self.asleep = False
 
     @classmethod
     def from_policy(cls, policy, tokenizer, rollout_cfg) -> NaiveEngine:
@@ -41,6 +42,8 @@ class NaiveEngine:
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], sampling: Sampling, rng: RandomStream) -> Rollout:
+        if self.asleep:
+            raise EngineAsleep("naive engine")
         seeds = rng.request_seeds(len(prompt_ids) * sampling.n)
         parts = []
         for i, prompt in enumerate(prompt_ids):
@@ -69,3 +72,7 @@ class NaiveEngine:
         params = dict(self.model.named_parameters())
         for name, tensor in named_tensors:
             params[name].copy_(tensor)
+        self.asleep = False
+
+    def sleep(self) -> None:
+        self.asleep = True

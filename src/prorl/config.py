@@ -76,6 +76,23 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class VLLMConfig:
+    gpu_memory_utilization: float = _f(0.4, "vllm engine: fraction in (0, 1) of the GPU's memory it takes for its "
+                                            "weights and KV cache (the trainer needs the rest).")
+    max_model_len: int | None = _f(None, "vllm engine: longest prompt + response in tokens, >= 1 (None: the model's "
+                                         "context length); a response that reaches it ends with finish 'length'.")
+    prefix_caching: bool = _f(True, "vllm engine: reuse the KV cache of shared prompt prefixes (the n samples of a "
+                                    "prompt); dropped after every weight push.")
+    enforce_eager: bool = _f(False, "vllm engine: no CUDA graphs (starts faster, decodes slower).")
+    fp32_head: bool = _f(True, "vllm engine: run its output head in float32 (hf_overrides head_dtype), as the "
+                               "trainer's, so the two log-probs agree more closely.")
+    sleep: bool = _f(True, "vllm engine: release its GPU memory (weights and KV cache, sleep level 2) while the "
+                           "trainer computes log-probs and updates; the push after the update refills it.")
+    engine_kwargs: dict = _f({}, "vllm engine: further vllm.LLM keyword arguments, passed as given (they win "
+                                 "over prorl's).")
+
+
+@dataclass(frozen=True)
 class RolloutConfig:
     n: int = _f(16, "Samples per prompt (the group size), >= 2: the advantages compare the samples of a prompt.")
     temperature: float = _f(1.2, "Sampling temperature for training rollouts, > 0 (the trainer's log-probs use it).")
@@ -84,7 +101,9 @@ class RolloutConfig:
                                    "(finish 'length').")
     batch_size: int | None = _f(None, "Sequences generated per engine call, >= 1 (None: all at once).")
     dtype: str = _f("bfloat16", "Dtype of the generation copy of the policy (synced after every update).")
-    engine: str = _f("hf", "Rollout engine (prorl.rollout.ENGINES): hf, the built-in decode loop on the Hugging Face model.")
+    engine: str = _f("hf", "Rollout engine (prorl.rollout.ENGINES): hf, the built-in decode loop on the Hugging Face "
+                           "model; vllm, vLLM on the training GPU (pip install 'prorl[vllm]').")
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
 
 @dataclass(frozen=True)
@@ -440,6 +459,13 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
     need(r.batch_size is None or (_int(r.batch_size) and r.batch_size >= 1), "rollout.batch_size",
          "an integer >= 1, or null (all at once)", r.batch_size)
     need(r.dtype in DTYPE_NAMES, "rollout.dtype", "float32, bfloat16 or float16", r.dtype)
+    vl = r.vllm
+    need(_number(vl.gpu_memory_utilization) and 0 < vl.gpu_memory_utilization < 1,
+         "rollout.vllm.gpu_memory_utilization", "a fraction in (0, 1)", vl.gpu_memory_utilization)
+    need(vl.max_model_len is None or (_int(vl.max_model_len) and vl.max_model_len >= 1), "rollout.vllm.max_model_len",
+         "an integer >= 1, or null (the model's context length)", vl.max_model_len)
+    need(all(isinstance(k, str) for k in vl.engine_kwargs), "rollout.vllm.engine_kwargs",
+         "a mapping of vllm.LLM argument names to values", vl.engine_kwargs)
 
     need(_number(rw.timeout_s) and rw.timeout_s > 0, "reward.timeout_s", "a number of seconds > 0", rw.timeout_s)
     need(_int(rw.workers) and rw.workers >= 0, "reward.workers", "an integer >= 0 (0: score in-process)", rw.workers)
@@ -513,7 +539,7 @@ def _check_stage_list(cfg: Config) -> None:
                  "they are fixed for the whole run)", key)
 
 
-FIXED_FOR_THE_RUN = ("stages", "run_dir", "model.", "train.seed", "rollout.dtype", "rollout.engine")
+FIXED_FOR_THE_RUN = ("stages", "run_dir", "model.", "train.seed", "rollout.dtype", "rollout.engine", "rollout.vllm.")
 """Settings a stage may not override: the models, the generation engine and the seeds are made once per run."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import types
 from pathlib import Path
 
 import torch
@@ -70,22 +71,11 @@ def load_policy(path: str | Path, *, dtype: str = "bfloat16", device: str = "cpu
     import pickle
 
     from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    from transformers import AutoModelForCausalLM
 
-    hf_logging.disable_progress_bar()
     if dtype not in DTYPES:
         raise UserError(f"model dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    looks_local = str(path).startswith((".", "/", "~")) or Path(path).exists()
-    if looks_local and not Path(path).expanduser().is_dir():
-        raise UserError(f"model path {path}: no such directory (expected a Hugging Face model folder)")
-    source = str(Path(path).expanduser()) if looks_local else str(path)
-    if looks_local:
-        _check_model_dir(Path(source), path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as exc:  # unreadable or broken tokenizer files; no network for a hub id
-        raise UserError(f"model path {path}: could not load the tokenizer ({_first_line(exc)})") from exc
+    tokenizer, source = load_tokenizer(path)
     # The library's multi-line load report is replaced by the one-line errors below. A filter, not a level:
     # transformers runs extra checks (and warns) when this logger's level is WARNING or above.
     report = logging.getLogger("transformers.modeling_utils")
@@ -109,9 +99,41 @@ def load_policy(path: str | Path, *, dtype: str = "bfloat16", device: str = "cpu
     finally:
         report.removeFilter(quiet)
     _check_loading_info(info, path)
+    return model.to(device), tokenizer
+
+
+def load_tokenizer(path: str | Path):
+    """``(tokenizer, source)`` of the model at ``path`` (``source``: the path as loaded), with the checks of
+    :func:`load_policy` on a local directory; a tokenizer without a pad token pads with its EOS."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    looks_local = str(path).startswith((".", "/", "~")) or Path(path).exists()
+    if looks_local and not Path(path).expanduser().is_dir():
+        raise UserError(f"model path {path}: no such directory (expected a Hugging Face model folder)")
+    source = str(Path(path).expanduser()) if looks_local else str(path)
+    if looks_local:
+        _check_model_dir(Path(source), path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:  # unreadable or broken tokenizer files; no network for a hub id
+        raise UserError(f"model path {path}: could not load the tokenizer ({_first_line(exc)})") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device), tokenizer
+    return tokenizer, source
+
+
+def checkpoint_eos_ids(source: str, tokenizer) -> list[int]:
+    """:func:`eos_token_ids` of the model at ``source`` without loading its weights (its generation config, or
+    the one transformers derives from its config when the directory has none)."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        gen = GenerationConfig.from_pretrained(source)
+    except OSError:
+        gen = GenerationConfig.from_model_config(AutoConfig.from_pretrained(source))
+    return eos_token_ids(types.SimpleNamespace(generation_config=gen), tokenizer)
 
 
 class _BelowError(logging.Filter):

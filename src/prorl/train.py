@@ -13,7 +13,12 @@ Where this departs from the textbook algorithm, and why:
   When the batch gets a single optimizer step, the update's own forward pass gives them (detached,
   the ratio is exactly 1) and no separate pass is run.
 - Log-probs are taken at the sampling temperature (logits / T), so the ratio and the KL describe
-  the distribution responses were drawn from.
+  the distribution responses were drawn from. Where the sampler's own log-probs differ from the
+  recomputed old ones (another engine, another precision), ``algo.rollout_correction`` weights the
+  policy gradient by their ratio (on by default with the vLLM engine).
+- The engine sleeps while the trainer computes log-probs and updates, and gets the updated weights
+  pushed after every update; an engine asked to generate between the two raises instead of sampling
+  from stale weights.
 - A reference reset copies the policy into the reference and (by default) builds a fresh AdamW
   and learning-rate schedule: ProRL's "hard reset". ``reset.keep_optimizer`` keeps the state (v2).
 - Dynamic sampling refills from new prompts; when ``algo.max_gen_batches`` is spent the step
@@ -188,6 +193,7 @@ def train_step(run: Run, step: int) -> dict:
         return metrics
     batch = Batch.from_groups(kept)
     advantages = algo.advantages(batch.rewards, batch.group_size, cfg.algo.advantage).to(device)  # [B]
+    run.engine.sleep()  # an engine on the training GPU gives its memory back until the push below
     t0 = time.perf_counter()
     how = LogprobSettings.of(cfg)
     # One optimizer step on the batch: its first forward pass gives the old log-probs (update_policy takes None).
@@ -197,8 +203,10 @@ def train_step(run: Run, step: int) -> dict:
     t0 = time.perf_counter()
     update_metrics, skipped = update_policy(run.policy, run.optimizer, run.scheduler, batch, advantages, old_logprobs,
                                             ref_logprobs, cfg, step_generator(cfg.train.seed, step, 1))
-    run.engine.load_weights(run.policy.named_parameters())
     metrics["time/update"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run.engine.load_weights(run.policy.named_parameters())
+    metrics["time/weight_push"] = time.perf_counter() - t0
     metrics |= update_metrics
     if skipped:
         run.log.event(step, "skip", reason="non-finite loss or gradient", updates_skipped=skipped)

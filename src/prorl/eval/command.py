@@ -96,6 +96,12 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
     parser.add_argument("--dtype", default="bfloat16", help="model dtype: bfloat16, float16 or float32")
+    parser.add_argument("--engine", choices=["hf", "vllm"], default="hf",
+                        help="rollout engine: hf (built-in) or vllm (pip install 'prorl[vllm]', a CUDA GPU)")
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9,
+                        help="--engine vllm: fraction of the GPU's memory it takes (default 0.9)")
+    parser.add_argument("--max-model-len", type=int, default=None,
+                        help="--engine vllm: longest prompt + response in tokens (default: the model's context)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto: cuda when available)")
     parser.add_argument("--chat-template", choices=["auto", "on", "off"], default="auto",
                         help="apply the tokenizer's chat template (auto: when it has one)")
@@ -132,6 +138,8 @@ def main_eval(args) -> int:
     settings = run_settings(sampling, seed=args.seed, chat_template=chat_template, problems=problems,
                             system_prompt=args.system_prompt)
     settings |= {"model": str(args.model), "data": [str(f) for f in args.data], "dtype": args.dtype}
+    if args.engine != "hf":  # the built-in engine's results keep the settings they always had
+        settings["engine"] = args.engine
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -146,15 +154,11 @@ def main_eval(args) -> int:
     records = [r for rs in done.values() for r in rs]
     num_chunks = math.ceil(len(problems) / problems_per_chunk(args.n, args.batch_size))
     if len(done) < num_chunks:
-        from prorl.policy import load_policy, resolve_device
-        from prorl.rollout import HFEngine
-
-        device = resolve_device(args.device or "auto", setting="--device")
-        model, tokenizer = load_policy(args.model, dtype=args.dtype, device=device)
+        engine, tokenizer = make_eval_engine(args)
         with make_pool(args.workers, args.verifier_timeout) as pool, \
                 progress_bar(len(problems), not args.no_progress) as bar:
             bar.update(len(records))
-            for chunk, chunk_records in iter_chunks(HFEngine(model, tokenizer), tokenizer, problems, sampling, pool=pool,
+            for chunk, chunk_records in iter_chunks(engine, tokenizer, problems, sampling, pool=pool,
                                                     seed=args.seed, chat_template=chat_template, skip=set(done),
                                                     system_prompt=args.system_prompt):
                 _append_line(partial, {"chunk": chunk, "problems": chunk_records})
@@ -169,6 +173,30 @@ def main_eval(args) -> int:
     print(format_summary(result))
     print(f"wrote {out}")
     return 0
+
+
+def make_eval_engine(args):
+    """``(engine, tokenizer)`` for ``prorl eval``: the built-in engine on the loaded model, or vLLM on the checkpoint."""
+    from prorl.policy import load_policy, resolve_device
+
+    if args.engine == "vllm":
+        from prorl.config import VLLMConfig
+        from prorl.policy import checkpoint_eos_ids, load_tokenizer
+        from prorl.rollout.vllm_engine import VLLMEngine
+
+        if not 0 < args.gpu_memory_utilization < 1:
+            raise UserError(f"--gpu-memory-utilization {args.gpu_memory_utilization}: expected a fraction in (0, 1)")
+        if args.max_model_len is not None and args.max_model_len < 1:
+            raise UserError(f"--max-model-len {args.max_model_len}: expected at least 1")
+        tokenizer, source = load_tokenizer(args.model)
+        settings = VLLMConfig(gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len)
+        return VLLMEngine.for_evaluation(source, tokenizer, checkpoint_eos_ids(source, tokenizer), args.dtype,
+                                         settings), tokenizer
+    from prorl.rollout import HFEngine
+
+    device = resolve_device(args.device or "auto", setting="--device")
+    model, tokenizer = load_policy(args.model, dtype=args.dtype, device=device)
+    return HFEngine(model, tokenizer), tokenizer
 
 
 def format_summary(result: dict) -> str:

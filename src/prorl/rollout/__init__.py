@@ -2,7 +2,8 @@
 
 The contract is in :mod:`prorl.rollout.base`; :data:`ENGINES` names every engine and
 :func:`make_engine` builds the one ``rollout.engine`` asks for. ``hf`` (:mod:`prorl.rollout.hf`) is the
-built-in engine: a decode loop on the Hugging Face model, in this process.
+built-in engine: a decode loop on the Hugging Face model, in this process; ``vllm``
+(:mod:`prorl.rollout.vllm_engine`) generates with vLLM on the training GPU (the ``prorl[vllm]`` extra).
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import importlib
 
 from prorl.errors import ConfigError
-from prorl.rollout.base import Engine, RandomStream, Rollout, Sampling
+from prorl.rollout.base import Engine, EngineAsleep, RandomStream, Rollout, Sampling
 from prorl.rollout.hf import HFEngine, decode_attention, generate, left_pad, sample_next
 
-__all__ = ["ENGINES", "Engine", "HFEngine", "RandomStream", "Rollout", "Sampling", "decode_attention", "generate",
+__all__ = ["ENGINES", "Engine", "EngineAsleep", "HFEngine", "RandomStream", "Rollout", "Sampling", "decode_attention", "generate",
            "engine_target", "left_pad", "make_engine", "sample_next"]
 
 ENGINES = {
     "hf": "prorl.rollout.hf:HFEngine",
+    "vllm": "prorl.rollout.vllm_engine:VLLMEngine",
 }
 """``rollout.engine`` value -> ``"module:Class"``; the class has ``from_policy(policy, tokenizer, rollout_cfg)``."""
 

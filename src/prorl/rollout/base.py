@@ -131,6 +131,34 @@ class Rollout:
             pad_token_id=pad,
         )
 
+    @classmethod
+    def from_lists(cls, prompts: list[list[int]], responses: list[list[int]], logprobs: list[list[float]],
+                   finish_reasons: list[str], pad_token_id: int) -> Rollout:
+        """A batch from per-row token lists (what an engine with its own scheduler returns), padded as above.
+
+        >>> r = Rollout.from_lists([[5, 6], [8]], [[7], [9, 2]], [[-0.5], [-1.0, -0.25]], ["length", "stop"], 0)
+        >>> r.prompt_ids.tolist(), r.prompt_mask.tolist(), r.response_ids.tolist(), r.logprobs.tolist(), r.num_tokens
+        ([[5, 6], [0, 8]], [[1, 1], [0, 1]], [[7, 0], [9, 2]], [[-0.5, 0.0], [-1.0, -0.25]], 3)
+        """
+        P = max(len(p) for p in prompts)
+        T = max(max(len(r) for r in responses), 1)
+        B = len(prompts)
+        prompt_ids = torch.full((B, P), pad_token_id, dtype=torch.long)
+        prompt_mask = torch.zeros(B, P, dtype=torch.long)
+        response_ids = torch.full((B, T), pad_token_id, dtype=torch.long)
+        response_mask = torch.zeros(B, T)
+        lps = torch.zeros(B, T)
+        for i, (prompt, response, lp) in enumerate(zip(prompts, responses, logprobs)):
+            if len(prompt):
+                prompt_ids[i, P - len(prompt):] = torch.as_tensor(prompt, dtype=torch.long)
+                prompt_mask[i, P - len(prompt):] = 1
+            if len(response):
+                response_ids[i, :len(response)] = torch.as_tensor(response, dtype=torch.long)
+                response_mask[i, :len(response)] = 1.0
+                lps[i, :len(response)] = torch.as_tensor(lp, dtype=torch.float32)
+        return cls(prompt_ids, prompt_mask, response_ids, response_mask, lps, list(finish_reasons),
+                   int(response_mask.sum()), pad_token_id)
+
     def rows(self, index: slice | list[int]) -> Rollout:
         """A sub-batch: the rows in ``index`` (a slice or a list of row numbers), widths kept."""
         idx = index if isinstance(index, slice) else torch.as_tensor(index, dtype=torch.long)
@@ -150,6 +178,11 @@ class Engine(Protocol):
       ``rng`` seed gives the same samples.
     - ``load_weights(named_tensors)``: the policy's ``(name, tensor)`` pairs, as ``named_parameters()``
       gives them; the next ``generate`` samples from exactly these weights (cast to the engine's dtype).
+    - ``sleep()``: the trainer is about to compute log-probs and update; an engine on the training GPU
+      releases its memory. Its weights are then stale by definition: ``generate`` raises
+      :class:`EngineAsleep` until ``load_weights`` has pushed the updated ones (which wakes it). Every
+      engine keeps this rule, so a trainer that forgets the push fails on any engine, never silently
+      samples from old weights.
     """
 
     eos_token_ids: list[int]
@@ -158,3 +191,13 @@ class Engine(Protocol):
     def generate(self, prompt_ids: list[list[int]], sampling: Sampling, rng: RandomStream) -> Rollout: ...
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None: ...
+
+    def sleep(self) -> None: ...
+
+
+class EngineAsleep(RuntimeError):
+    """``generate`` on an engine that slept and was given no weights since: it would sample from stale weights."""
+
+    def __init__(self, engine: str):
+        super().__init__(f"{engine}: generate() after sleep() without load_weights(): the engine's weights are "
+                         f"stale (the trainer updated the policy); push the policy's weights first")

@@ -51,7 +51,7 @@ import torch
 
 from prorl.errors import UserError
 from prorl.logprobs import real_token_positions
-from prorl.rollout.base import RandomStream, Rollout, Sampling
+from prorl.rollout.base import EngineAsleep, RandomStream, Rollout, Sampling
 
 
 # Compact the live batch once at most this fraction of it is still generating.
@@ -455,6 +455,7 @@ class HFEngine:
         self.model = model
         self.eos_token_ids = eos_token_ids(model, tokenizer)
         self.pad_token_id = tokenizer.pad_token_id
+        self.asleep = False
 
     @classmethod
     def from_policy(cls, policy, tokenizer, rollout_cfg) -> HFEngine:
@@ -467,6 +468,8 @@ class HFEngine:
 
     def generate(self, prompt_ids: list[list[int]], sampling: Sampling, rng: RandomStream) -> Rollout:
         """``sampling.n`` samples of each prompt (consecutive rows), drawn from ``rng``'s generator on the model's device."""
+        if self.asleep:
+            raise EngineAsleep("rollout engine hf")
         device = next(self.model.parameters()).device
         return generate(
             self.model, [ids for ids in prompt_ids for _ in range(sampling.n)], max_new_tokens=sampling.max_new_tokens,
@@ -490,3 +493,8 @@ class HFEngine:
             seen.add(name)
         if seen != params.keys():
             raise KeyError(f"load_weights: parameters not given: {sorted(params.keys() - seen)[:5]}")
+        self.asleep = False
+
+    def sleep(self) -> None:
+        """Nothing to release (the generation copy stays where it is); ``generate`` waits for the next push."""
+        self.asleep = True
