@@ -4,7 +4,8 @@ What it imitates, and the behaviours that make vLLM hard to use correctly:
 
 - ``LLM(**kwargs)`` loads the Hugging Face model from ``model`` (the directory, from disk) and accepts only
   argument names vLLM 0.33.0's ``EngineArgs`` has (a misspelt one is a ``TypeError``, as in vLLM).
-- ``generate(prompts, params, use_tqdm=False)``: prompts as ``{"prompt_token_ids": [...]}``, one
+- ``generate(prompts, params, use_tqdm=False)``: prompts as ``{"prompt_token_ids": [...]}`` (one that
+  leaves no room for a token within ``max_model_len`` is a ``ValueError``, as in vLLM), one
   ``SamplingParams`` per prompt; ``n`` samples seeded ``seed, seed + 1, ...``; stops after a token of
   ``stop_token_ids`` (kept), at ``max_tokens`` or at ``max_model_len``. Log-probs follow
   ``logprobs_mode``: ``raw_logprobs`` (vLLM's default) is the untempered log-softmax, ``processed_logprobs``
@@ -21,6 +22,7 @@ forward per token), independent of prorl's engines.
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 
 import torch
@@ -88,6 +90,7 @@ class LLM:
         self.model = AutoModelForCausalLM.from_pretrained(kwargs["model"], dtype=self.dtype).eval()
         self.logprobs_mode = kwargs.get("logprobs_mode", "raw_logprobs")
         self.max_model_len = kwargs.get("max_model_len") or self.model.config.max_position_embeddings
+        self.model_config = types.SimpleNamespace(max_model_len=self.max_model_len)
         self.sleeping: set[str] = set()
         self.offloaded: dict | None = None
         self.calls: list[str] = []
@@ -102,6 +105,10 @@ class LLM:
             raise RuntimeError(f"fake vllm: generate while {sorted(self.sleeping)} sleep")
         if not isinstance(sampling_params, list):
             sampling_params = [sampling_params] * len(prompts)
+        for p in prompts:  # vLLM's input check: at least one token must fit
+            if len(p["prompt_token_ids"]) >= self.max_model_len:
+                raise ValueError(f"The decoder prompt (length {len(p['prompt_token_ids'])}) plus the number of "
+                                 f"requested output tokens (at least 1) is longer than the maximum model length")
         return [RequestOutput(list(p["prompt_token_ids"]), [self._sample(list(p["prompt_token_ids"]), params, j)
                                                             for j in range(params.n)])
                 for p, params in zip(prompts, sampling_params)]

@@ -117,6 +117,17 @@ def test_a_sample_that_breaks_the_contract_is_an_error():
             engine._checked(bad)
 
 
+def test_a_prompt_longer_than_the_engine_allows_costs_its_samples_not_the_call(tiny):
+    engine, _, tok = engine_for(tiny, "rollout.vllm.max_model_len=10")
+    prompts = [tok(text, add_special_tokens=False)["input_ids"] for text in ("1+2=", "1234567890+1=")]
+    with pytest.warns(UserWarning, match="1 prompt.*rollout.vllm.max_model_len=10: their samples are empty"):
+        out = engine.generate(prompts, Sampling(3, 1.0, 1.0, 4), RandomStream(0))
+    lengths = out.response_mask.sum(-1).tolist()
+    assert len(out) == 6 and all(n > 0 for n in lengths[:3]) and lengths[3:] == [0, 0, 0]
+    assert out.finish_reasons[3:] == ["length"] * 3
+    assert all(n <= 10 - len(prompts[0]) for n in lengths[:3])  # vLLM's limit: prompt + response <= max_model_len
+
+
 def test_without_sleep_the_push_wakes_nothing(tiny):
     engine, model, tok = engine_for(tiny, "rollout.vllm.sleep=false")
     engine.sleep()

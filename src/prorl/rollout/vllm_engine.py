@@ -33,6 +33,7 @@ Evaluation builds the same engine with :meth:`VLLMEngine.for_evaluation` (no sle
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Iterable
 
 import torch
@@ -121,18 +122,27 @@ class VLLMEngine:
         if self.asleep:
             raise EngineAsleep("rollout engine vllm")
         seeds = rng.request_seeds(len(prompt_ids))
+        # vLLM refuses a prompt that leaves no room for a token; such a prompt gets n empty responses (finish
+        # "length", reward as scored) instead of ending the run.
+        limit = self.llm.model_config.max_model_len
+        fits = [len(p) < limit for p in prompt_ids]
+        if not all(fits):
+            warnings.warn(f"{fits.count(False)} prompt(s) of {max(len(p) for p in prompt_ids)}+ tokens leave no room "
+                          f"for a response within rollout.vllm.max_model_len={limit}: their samples are empty")
         params = [self.vllm.SamplingParams(
             n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_new_tokens,
             logprobs=0, stop_token_ids=self.eos_token_ids, include_stop_str_in_output=True, seed=seed,
             detokenize=False, skip_special_tokens=False,
-        ) for seed in seeds]
-        outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompt_ids], params, use_tqdm=False)
+        ) for seed, ok in zip(seeds, fits) if ok]
+        requests = [{"prompt_token_ids": list(p)} for p, ok in zip(prompt_ids, fits) if ok]
+        outputs = iter(self.llm.generate(requests, params, use_tqdm=False) if requests else [])
         prompts, responses, logprobs, finish = [], [], [], []
-        for prompt, out in zip(prompt_ids, outputs):
-            if len(out.outputs) != sampling.n:
-                raise RuntimeError(f"vllm returned {len(out.outputs)} samples for a prompt, expected {sampling.n}")
-            for sample in out.outputs:
-                tokens, lps, reason = self._checked(sample)
+        for prompt, ok in zip(prompt_ids, fits):
+            samples = next(outputs).outputs if ok else [None] * sampling.n
+            if len(samples) != sampling.n:
+                raise RuntimeError(f"vllm returned {len(samples)} samples for a prompt, expected {sampling.n}")
+            for sample in samples:
+                tokens, lps, reason = self._checked(sample) if sample is not None else ([], [], "length")
                 prompts.append(list(prompt))
                 responses.append(tokens)
                 logprobs.append(lps)
