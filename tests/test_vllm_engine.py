@@ -195,3 +195,8 @@ def test_the_engine_settings_are_in_the_help():
     for key in ("gpu_memory_utilization", "max_model_len", "prefix_caching", "enforce_eager", "fp32_head", "sleep"):
         assert f"rollout.vllm.{key} = " in text
     assert "algo.rollout_correction = None" in text
+
+
+def test_training_rollouts_below_top_p_1_are_warned_about(tiny):
+    with pytest.warns(UserWarning, match="rollout.top_p=0.9 with the vllm engine: its log-probs are renormalised"):
+        engine_for(tiny, "rollout.top_p=0.9")

@@ -107,6 +107,10 @@ class VLLMEngine:
         """The trainer's engine: built from the directory ``policy`` was loaded from, synced by :meth:`load_weights`."""
         from prorl.policy import eos_token_ids
 
+        if rollout_cfg.top_p < 1:
+            warnings.warn(f"rollout.top_p={rollout_cfg.top_p} with the vllm engine: its log-probs are renormalised over "
+                          f"the nucleus, so they and the importance weights differ from the trainer's by the kept "
+                          f"mass on every token (docs/rollout.md); rollout.top_p=1 keeps them comparable")
         engine = cls.build(policy.name_or_path, tokenizer, eos_token_ids(policy, tokenizer), rollout_cfg.dtype,
                            rollout_cfg.vllm, sleep=rollout_cfg.vllm.sleep)
         engine.load_weights(policy.named_parameters())  # the policy in memory, whatever the directory holds
