@@ -70,6 +70,8 @@ BAD = [
     (["reset.every=-1"], key("reset.every", "an integer >= 0")),
     (["reset.val_patience=-1"], key("reset.val_patience", "an integer >= 0")),
     (["reset.kl_threshold=-0.5"], key("reset.kl_threshold", "a number >= 0")),
+    (["reset.kl_share_threshold=1"], key("reset.kl_share_threshold", "a fraction in [0, 1)")),
+    (["reset.kl_share_patience=0"], key("reset.kl_share_patience", "an integer >= 1")),
     # validation
     (["validation.every=-1"], key("validation.every", "an integer >= 0")),
     (["validation.n=0"], key("validation.n", "an integer >= 1")),

@@ -373,3 +373,29 @@ def test_training_with_another_policy_loss(warm_model, tmp_path, kind):
     assert ("actor/cov_frac" in last) == (kind in ("clip_cov", "kl_cov"))
     if kind in ("clip_cov", "kl_cov"):
         assert 0 < last["actor/cov_frac"] < 0.1  # at least one token per micro-batch, a small fraction of them
+
+
+def test_kl_dominance_resets_when_the_kl_share_stays_above_the_threshold(warm_model, tmp_path):
+    """actor/kl_share is logged every step; the resets it triggers are exactly those the rule gives when replayed
+    on the logged shares (patience 2, counter cleared by a reset)."""
+    from prorl.runlog import read_jsonl
+    from prorl.train import train
+
+    cfg = tiny_config(warm_model, tmp_path / "run", "train.steps=8", "algo.kl_beta=1.0", "validation.every=0",
+                      "reset.kl_share_threshold=0.002", "reset.kl_share_patience=2", "checkpoint.every=0")
+    train(cfg)
+    rows = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["step"] > 0]
+    shares = {r["step"]: r["actor/kl_share"] for r in rows if "actor/kl_share" in r}
+    assert all(0.0 <= v < 1.0 for v in shares.values()) and len(shares) >= 6
+    expected, count = [], 0
+    for step in range(1, 9):
+        if step not in shares:
+            continue
+        count = count + 1 if shares[step] > 0.002 else 0
+        if count >= 2 and step < 8:
+            expected.append(step)
+            count = 0
+    events = read_jsonl(tmp_path / "run" / "events.jsonl")
+    resets = [e for e in events if e["event"] == "reset"]
+    assert [e["step"] for e in resets] == expected and expected  # the trigger fired, where the rule says
+    assert all(e["reason"].startswith("kl share ") for e in resets)

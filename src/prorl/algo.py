@@ -318,6 +318,23 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "
     raise ValueError(f"unknown KL estimator {kind!r}; expected 'k1', 'k2' or 'k3'")
 
 
+def kl_share(pg_magnitude: float, kl_magnitude: float) -> float:
+    """The KL term's share of the loss: ``kl / (pg + kl)`` for the summed per-token magnitudes
+    ``sum |pg_t| m_t`` and ``beta * sum |kl_t| m_t`` of one step (0 when both are 0).
+
+    Magnitudes, not the signed loss: with group-normalised advantages the policy-gradient loss sums to about 0
+    whatever the signal, so a share of the signed loss would say nothing. A share near 1 is the paper's "the KL
+    term dominates the loss": the policy is held at the reference and a reset is due.
+
+    >>> kl_share(3.0, 1.0)
+    0.25
+    >>> kl_share(0.0, 0.0)
+    0.0
+    """
+    total = pg_magnitude + kl_magnitude
+    return kl_magnitude / total if total > 0 else 0.0
+
+
 AGGREGATION_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
 

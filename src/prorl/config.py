@@ -178,6 +178,9 @@ class ResetConfig:
     val_patience: int = _f(0, "Reset when validation pass@1 has not improved for this many (>= 0) validations "
                               "(0: off).")
     kl_threshold: float = _f(0.0, "Reset when the mean KL to the reference exceeds this, >= 0 (0: off).")
+    kl_share_threshold: float = _f(0.0, "Reset when the KL term's share of the loss (actor/kl_share) exceeds this, "
+                                        "in [0, 1), for kl_share_patience steps in a row (0: off).")
+    kl_share_patience: int = _f(3, "Steps in a row (>= 1) above kl_share_threshold that trigger a reset.")
 
 
 @dataclass(frozen=True)
@@ -500,6 +503,10 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
          "an integer >= 0 (0: off)", cfg.reset.val_patience)
     need(_number(cfg.reset.kl_threshold) and cfg.reset.kl_threshold >= 0, "reset.kl_threshold",
          "a number >= 0 (0: off)", cfg.reset.kl_threshold)
+    need(_number(cfg.reset.kl_share_threshold) and 0 <= cfg.reset.kl_share_threshold < 1, "reset.kl_share_threshold",
+         "a fraction in [0, 1) (0: off)", cfg.reset.kl_share_threshold)
+    need(_int(cfg.reset.kl_share_patience) and cfg.reset.kl_share_patience >= 1, "reset.kl_share_patience",
+         "an integer >= 1", cfg.reset.kl_share_patience)
 
     v = cfg.validation
     need(_int(v.every) and v.every >= 0, "validation.every", "an integer >= 0 (0: never during training)", v.every)

@@ -102,7 +102,7 @@ def reset(run: Run, step: int, reason: str) -> None:
         run.optimizer, run.scheduler = make_optimizer(run.policy, run.stage.cfg)
     run.state.resets += 1
     run.state.last_reset_step = step
-    run.state.best_val, run.state.val_since_best = None, 0
+    run.state.best_val, run.state.val_since_best, run.state.kl_share_steps = None, 0, 0
     run.log.event(step, "reset", reason=reason, resets=run.state.resets, optimizer="kept" if keep else "reinitialised")
 
 
@@ -122,6 +122,9 @@ def reset_and_validate(run: Run, step: int, metrics: dict) -> None:
         reset(run, step, "schedule")
     elif rc.kl_threshold > 0 and metrics.get("actor/kl", 0.0) > rc.kl_threshold:
         reset(run, step, f"kl {metrics['actor/kl']:.4g} > {rc.kl_threshold}")
+    elif kl_dominates(run, metrics) and not last:
+        reset(run, step, f"kl share {metrics['actor/kl_share']:.3g} > {rc.kl_share_threshold} for "
+                         f"{rc.kl_share_patience} steps")
     if not (vc.every > 0 and run.val_problems and (step % vc.every == 0 or last)):
         return
     t0 = time.perf_counter()
@@ -134,6 +137,16 @@ def reset_and_validate(run: Run, step: int, metrics: dict) -> None:
         state.val_since_best += 1
     if rc.val_patience > 0 and state.val_since_best >= rc.val_patience and not last:
         reset(run, step, f"validation plateau ({state.val_since_best} validations without improvement)")
+
+
+def kl_dominates(run: Run, metrics: dict) -> bool:
+    """The KL-dominance trigger: whether ``actor/kl_share`` has exceeded ``reset.kl_share_threshold`` for
+    ``reset.kl_share_patience`` steps in a row (a step without an update breaks no run and extends none)."""
+    rc = run.stage.cfg.reset
+    if rc.kl_share_threshold <= 0 or "actor/kl_share" not in metrics:
+        return False
+    run.state.kl_share_steps = run.state.kl_share_steps + 1 if metrics["actor/kl_share"] > rc.kl_share_threshold else 0
+    return run.state.kl_share_steps >= rc.kl_share_patience
 
 
 def validate(run: Run, step: int) -> dict:

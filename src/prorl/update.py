@@ -51,7 +51,8 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
         if not single_update(cfg, batch):
             raise ValueError("update_policy: old_logprobs=None needs one epoch and one mini-batch")
         old_logprobs = torch.zeros_like(batch.response_mask)  # [B, T], filled micro-batch by micro-batch below
-    sums = {k: 0.0 for k in ("pg_loss", "kl_loss", "entropy", "kl", "clip_low", "clip_high", "ratio", "cov")}
+    sums = {k: 0.0 for k in ("pg_loss", "kl_loss", "entropy", "kl", "clip_low", "clip_high", "ratio", "cov", "pg_abs",
+                             "kl_abs")}
     tokens_seen = 0.0
     grad_norms, skipped, updates = [], 0, 0
     beta = cfg.algo.kl_beta
@@ -87,6 +88,8 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
                     loss = loss + beta * kl_loss
                     sums["kl_loss"] += kl_loss.item()
                     sums["kl"] += float((kl.detach() * mask).sum())
+                    sums["kl_abs"] += beta * float((kl.detach().abs() * mask).sum())
+                sums["pg_abs"] += float((pg.detach().abs() * mask).sum())
                 loss.backward()
                 step_loss += loss.item()
                 ntok = float(mask.sum())
@@ -131,6 +134,8 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
     if correction != "off":
         metrics |= {f"rollout/is_{k}": float(cm[k]) for k in ("weight_p50", "weight_p99", "weight_max",
                                                                 "masked_frac", "truncated_frac")}
+    if beta > 0:
+        metrics["actor/kl_share"] = algo.kl_share(sums["pg_abs"], sums["kl_abs"])
     if cfg.algo.policy_loss in algo.COV_FRACTION:
         metrics["actor/cov_frac"] = sums["cov"] / denom
     return metrics, skipped
