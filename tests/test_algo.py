@@ -365,3 +365,21 @@ def test_a_long_sequence_ratio_stays_finite():
         w, m = rollout_correction(old, torch.zeros(1, 4000), torch.ones(1, 4000), mode)
         assert torch.isfinite(w).all() and float(w.max()) == expected
         assert all(math.isfinite(float(v)) for v in m.values())
+
+
+def test_cosine_length_reward_hand_computed():
+    from prorl.algo import cosine_length_reward
+
+    # quarter way: shape (1 + cos(pi/4)) / 2 = 0.853553
+    assert cosine_length_reward(1.0, 25, 100) == pytest.approx(0.5 + 0.5 * 0.8535534, rel=1e-6)
+    assert cosine_length_reward(1.0, 250, 100) == cosine_length_reward(1.0, 100, 100) == 0.5  # past the end: the end
+    # a partial score mixes the two curves: 0.5 * 0.75 + 0.5 * (-0.5) at half length
+    assert cosine_length_reward(0.5, 50, 100, wrong=(-1.0, 0.0)) == pytest.approx(0.125)
+    assert cosine_length_reward(0.0, 0, 100) == 0.0
+
+
+def test_length_penalty_schedule():
+    from prorl.algo import length_penalty_on
+
+    assert [length_penalty_on(s, [1, 2]) for s in range(1, 7)] == [True, False, False, True, False, False]
+    assert all(length_penalty_on(s, [3, 0]) for s in range(1, 10)) and length_penalty_on(5, [])

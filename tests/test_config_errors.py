@@ -71,6 +71,9 @@ BAD = [
     (["reset.val_patience=-1"], key("reset.val_patience", "an integer >= 0")),
     (["reset.kl_threshold=-0.5"], key("reset.kl_threshold", "a number >= 0")),
     (["reset.kl_share_threshold=1"], key("reset.kl_share_threshold", "a fraction in [0, 1)")),
+    (["reward.length_penalty=linear"], key("reward.length_penalty", "none or cosine")),
+    (["reward.cosine_correct=[1]"], key("reward.cosine_correct", "two numbers [at length 0, at rollout.max_new_tokens]")),
+    (["reward.length_penalty_schedule=[0, 5]"], key("reward.length_penalty_schedule", "[] or [on, off]")),
     (["reset.kl_share_patience=0"], key("reset.kl_share_patience", "an integer >= 1")),
     # validation
     (["validation.every=-1"], key("validation.every", "an integer >= 0")),

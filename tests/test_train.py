@@ -399,3 +399,28 @@ def test_kl_dominance_resets_when_the_kl_share_stays_above_the_threshold(warm_mo
     resets = [e for e in events if e["event"] == "reset"]
     assert [e["step"] for e in resets] == expected and expected  # the trigger fired, where the rule says
     assert all(e["reason"].startswith("kl share ") for e in resets)
+
+
+def test_cosine_length_penalty_follows_its_schedule_from_the_start_of_its_stage(warm_model, tmp_path):
+    """Stage a (2 steps) has no penalty; stage b turns on the cosine penalty for 1 step in 2, counted from its own first
+    step; the rewards of that stage's on-steps are the cosine of the verifier's score and the length."""
+    from prorl.groups import shaped_reward
+    from prorl.runlog import read_jsonl
+    from prorl.train import train
+    from prorl.verifiers.verdict import Verdict
+
+    cfg = tiny_config(warm_model, tmp_path / "run", "validation.every=0", "checkpoint.every=0",
+                      "stages=[{name: a, steps: 2}, {name: b, steps: 4, overrides: {reward.length_penalty: cosine, "
+                      "reward.length_penalty_schedule: [1, 1], reward.cosine_wrong: [-1.0, 0.0]}}]")
+    train(cfg)
+    rows = {r["step"]: r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")}
+    assert "reward/length_penalty_on" not in rows[1] and "reward/length_penalty_on" not in rows[2]
+    assert [rows[s]["reward/length_penalty_on"] for s in (3, 4, 5, 6)] == [1.0, 0.0, 1.0, 0.0]
+    from prorl.config import stage_configs
+
+    reward_cfg = stage_configs(cfg)[1].cfg.reward
+    problem = make_problems("add", 1, seed=0)[0]
+    right, wrong = Verdict(1.0, "ok"), Verdict(0.0, "wrong")
+    assert shaped_reward(reward_cfg, problem, right, "stop", 6, max_length=12, length_penalty=True) == pytest.approx(0.75)
+    assert shaped_reward(reward_cfg, problem, wrong, "stop", 6, max_length=12, length_penalty=True) == pytest.approx(-0.5)
+    assert shaped_reward(reward_cfg, problem, right, "stop", 6, max_length=12, length_penalty=False) == 1.0

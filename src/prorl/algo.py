@@ -15,6 +15,7 @@ GRPO with the DAPO pieces and a KL penalty, as in ProRL (arXiv 2505.24864):
   against entropy collapse).
 - ``rollout_correction``: importance weights between the sampler's log-probs and the trainer's old
   ones (truncated or masked, per token or per sequence), for rollouts from an inference engine.
+- ``cosine_length_reward`` and ``length_penalty_on``: ProRL v2's scheduled cosine length penalty.
 - ``kl_penalty``: per-token estimators k1, k2, k3 of KL(policy || reference).
 - ``aggregate_loss``: how per-token values become one scalar. "token-mean" is DAPO's token-level
   loss; its denominator is the count of valid tokens in the whole optimizer step, passed in as
@@ -316,6 +317,42 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "
     if kind == "k3":
         return torch.exp(log_r) - 1.0 - log_r
     raise ValueError(f"unknown KL estimator {kind!r}; expected 'k1', 'k2' or 'k3'")
+
+
+def cosine_length_reward(score: float, length: int, max_length: int, *, correct: tuple[float, float] = (1.0, 0.5),
+                         wrong: tuple[float, float] = (0.0, 0.0)) -> float:
+    """The cosine length reward (Yeo et al. 2025; ProRL v2's length penalty): a reward that falls along a half
+    cosine from its value at length 0 to its value at ``max_length``.
+
+    ``correct = (r0, rL)`` for a fully correct response (score 1), ``wrong`` for a score of 0, and a partial
+    score in between mixes the two: ``score * c(L) + (1 - score) * w(L)`` with
+    ``c(L) = rL + (r0 - rL) * (1 + cos(pi * L / max_length)) / 2``. Lengths past ``max_length`` count as it.
+
+    >>> cosine_length_reward(1.0, 0, 100), cosine_length_reward(1.0, 50, 100), cosine_length_reward(1.0, 100, 100)
+    (1.0, 0.75, 0.5)
+    >>> cosine_length_reward(0.0, 50, 100, wrong=(-1.0, 0.0))  # a short wrong answer costs more
+    -0.5
+    """
+    x = min(max(length, 0), max_length) / max(max_length, 1)
+    shape = (1.0 + math.cos(math.pi * x)) / 2  # 1 at length 0, 0 at max_length
+
+    def at(bounds):
+        return bounds[1] + (bounds[0] - bounds[1]) * shape
+
+    return score * at(correct) + (1.0 - score) * at(wrong)
+
+
+def length_penalty_on(step_in_stage: int, schedule: list | tuple) -> bool:
+    """Whether a scheduled length penalty is on at the (1-based) step of its stage: ``schedule = [on, off]``
+    repeats ``on`` steps with it, then ``off`` steps without; an empty schedule is always on.
+
+    >>> [length_penalty_on(s, [2, 1]) for s in range(1, 7)]
+    [True, True, False, True, True, False]
+    """
+    if not schedule:
+        return True
+    on, off = schedule
+    return (step_in_stage - 1) % (on + off) < on
 
 
 def kl_share(pg_magnitude: float, kl_magnitude: float) -> float:

@@ -110,6 +110,14 @@ class RolloutConfig:
 class RewardConfig:
     truncated_reward: float | None = _f(None, "Reward for responses cut at max_new_tokens (None: score them as usual).")
     binarize_logic: bool = _f(False, "Give logic puzzles reward 1 only for a perfect score.")
+    length_penalty: str = _f("none", "Length shaping of training rewards: none, or cosine (ProRL v2: the reward "
+                                     "falls along a half cosine from length 0 to rollout.max_new_tokens).",
+                             false_means="none")
+    cosine_correct: list = _f([1.0, 0.5], "cosine: [reward at length 0, reward at rollout.max_new_tokens] of a fully "
+                                          "correct response (partial scores mix this with cosine_wrong).")
+    cosine_wrong: list = _f([0.0, 0.0], "cosine: [at length 0, at rollout.max_new_tokens] for a score of 0.")
+    length_penalty_schedule: list = _f([], "cosine: [on, off] steps, repeated from the start of each stage (the "
+                                           "penalty on for `on` steps, then off for `off`); empty: always on.")
     workers: int = _f(2, "Verifier worker processes (0: score in-process, no deadlines).")
     timeout_s: float = _f(30.0, "Hard deadline in seconds (> 0) per scored sample; a verifier past it scores 0.")
 
@@ -470,6 +478,15 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
     need(all(isinstance(k, str) for k in vl.engine_kwargs), "rollout.vllm.engine_kwargs",
          "a mapping of vllm.LLM argument names to values", vl.engine_kwargs)
 
+    need(rw.length_penalty in ("none", "cosine"), "reward.length_penalty", "none or cosine", rw.length_penalty)
+    for name in ("cosine_correct", "cosine_wrong"):
+        value = getattr(rw, name)
+        need(isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) for v in value),
+             f"reward.{name}", "two numbers [at length 0, at rollout.max_new_tokens]", value)
+    sched = rw.length_penalty_schedule
+    need(not sched or (isinstance(sched, (list, tuple)) and len(sched) == 2 and all(_int(v) and v >= 0 for v in sched)
+                       and sched[0] >= 1), "reward.length_penalty_schedule",
+         "[] or [on, off]: integers, on >= 1, off >= 0", sched)
     need(_number(rw.timeout_s) and rw.timeout_s > 0, "reward.timeout_s", "a number of seconds > 0", rw.timeout_s)
     need(_int(rw.workers) and rw.workers >= 0, "reward.workers", "an integer >= 0 (0: score in-process)", rw.workers)
     need(rw.truncated_reward is None or _number(rw.truncated_reward), "reward.truncated_reward",

@@ -19,21 +19,30 @@ from prorl.data.schema import Problem
 from prorl.rollout import Engine, RandomStream, Rollout, Sampling
 from prorl.verifiers.verdict import Verdict
 
-RewardFn = Callable[[Problem, Verdict, str], float]
-"""``(problem, verdict, finish_reason) -> reward``; training shapes rewards with one (see prorl.train)."""
+RewardFn = Callable[[Problem, Verdict, str, int], float]
+"""``(problem, verdict, finish_reason, response_tokens) -> reward``; training shapes rewards with one (see
+prorl.train)."""
 
 
-def shaped_reward(reward_cfg: RewardConfig, problem: Problem, verdict: Verdict, finish_reason: str) -> float:
-    """Training's reward: the verifier's score, shaped: logic binarised when asked, a fixed reward for truncated responses."""
+def shaped_reward(reward_cfg: RewardConfig, problem: Problem, verdict: Verdict, finish_reason: str, length: int = 0,
+                  *, max_length: int = 1, length_penalty: bool = False) -> float:
+    """Training's reward: the verifier's score, shaped: logic binarised when asked; with ``length_penalty`` the
+    cosine length reward (:func:`prorl.algo.cosine_length_reward` of the score and the ``length`` of ``max_length``
+    tokens); a fixed reward for truncated responses."""
+    from prorl.algo import cosine_length_reward
+
     score = float(verdict.score)
     if problem.domain == "logic" and reward_cfg.binarize_logic:
         score = 1.0 if score >= 1.0 else 0.0
+    if length_penalty:
+        score = cosine_length_reward(score, length, max_length, correct=tuple(reward_cfg.cosine_correct),
+                                     wrong=tuple(reward_cfg.cosine_wrong))
     if finish_reason == "length" and reward_cfg.truncated_reward is not None:
         score = reward_cfg.truncated_reward
     return score
 
 
-def verifier_score(problem: Problem, verdict: Verdict, finish_reason: str) -> float:
+def verifier_score(problem: Problem, verdict: Verdict, finish_reason: str, length: int = 0) -> float:
     """The reward evaluation uses: the verifier's score as it is."""
     return float(verdict.score)
 
@@ -118,5 +127,7 @@ def sample_and_score(
     t0 = time.perf_counter()
     verdicts = pool.score_batch(per_row, texts)
     t_score = time.perf_counter() - t0
-    rewards = torch.tensor([reward(p, v, f) for p, v, f in zip(per_row, verdicts, rollout.finish_reasons)])
+    lengths = rollout.response_mask.sum(-1).long().tolist()
+    rewards = torch.tensor([reward(p, v, f, n) for p, v, f, n in zip(per_row, verdicts, rollout.finish_reasons,
+                                                                     lengths)])
     return Groups(rollout, per_row, texts, verdicts, rewards, n, t_generate, t_score)

@@ -177,7 +177,9 @@ def collect_groups(run: Run, step: int) -> tuple[Groups | None, dict]:
     sampling = Sampling(cfg.rollout.n, cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens,
                         cfg.rollout.batch_size)
     rng = RandomStream(step_seed(cfg.train.seed, step))
-    reward = functools.partial(shaped_reward, cfg.reward)
+    penalty = cfg.reward.length_penalty == "cosine" and algo.length_penalty_on(step - run.stage.first + 1,
+                                                                                 cfg.reward.length_penalty_schedule)
+    reward = functools.partial(shaped_reward, cfg.reward, max_length=cfg.rollout.max_new_tokens, length_penalty=penalty)
     generated, kept, num_kept = [], [], 0
     while num_kept < want and len(generated) < rounds:
         groups = sample_and_score(run.engine, run.tokenizer, run.sampler.next_batch(want), sampling, rng, run.pool,
@@ -192,6 +194,8 @@ def collect_groups(run: Run, step: int) -> tuple[Groups | None, dict]:
     metrics = sample_metrics(Groups.cat(generated))
     metrics["batch/gen_batches"] = len(generated)
     metrics["batch/groups_kept"] = num_kept
+    if cfg.reward.length_penalty != "none":
+        metrics["reward/length_penalty_on"] = float(penalty)
     return (Groups.cat(kept) if kept else None), metrics
 
 
