@@ -424,3 +424,51 @@ def test_cosine_length_penalty_follows_its_schedule_from_the_start_of_its_stage(
     assert shaped_reward(reward_cfg, problem, right, "stop", 6, max_length=12, length_penalty=True) == pytest.approx(0.75)
     assert shaped_reward(reward_cfg, problem, wrong, "stop", 6, max_length=12, length_penalty=True) == pytest.approx(-0.5)
     assert shaped_reward(reward_cfg, problem, right, "stop", 6, max_length=12, length_penalty=False) == 1.0
+
+
+def test_entropy_bonus_ascends_the_entropy_linearly_in_its_coefficient(warm_model, tmp_path):
+    """No policy-gradient signal (zero advantages) and no KL: the step is the entropy bonus alone, so twice the
+    coefficient moves the weights exactly twice as far, and the entropy rises."""
+    cfg, _, batch = build_batch(warm_model, tmp_path, "train.mini_batch_prompts=4", "algo.kl_beta=0",
+                                "train.grad_clip=0")
+    how = LogprobSettings.of(cfg)
+    deltas, entropies = [], []
+    for coef in (0.0, 0.5, 1.0):
+        model, _ = load_policy(warm_model, dtype="float32")
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+        start = [p.detach().clone() for p in model.parameters()]
+        metrics, _ = update_policy(model, optimizer, scheduler, batch, torch.zeros(len(batch.problems)), None, None,
+                                   cfg, torch.Generator().manual_seed(2), entropy_coef=coef)
+        deltas.append([p.detach() - s for p, s in zip(model.parameters(), start)])
+        with torch.no_grad():
+            from prorl.batch import logprobs_of
+
+            _, ent = logprobs_of(model, batch, torch.arange(len(batch.problems)), how, with_entropy=True)
+        entropies.append(float((ent * batch.response_mask).sum() / batch.response_mask.sum()))
+        if coef:
+            assert metrics["actor/entropy_coef"] == coef and metrics["actor/entropy_bonus"] > 0
+    assert all(float(d.abs().max()) == 0.0 for d in deltas[0])  # nothing to learn without the bonus
+    assert any(float(d.abs().max()) > 1e-5 for d in deltas[1])
+    full = torch.cat([d.flatten() for d in deltas[2]])
+    half = torch.cat([d.flatten() for d in deltas[1]])
+    assert float((full - 2 * half).norm() / full.norm()) < 2e-3  # float32 round-off (seen 5e-4); a wrong scale: 0.5
+    assert entropies[0] < entropies[1] < entropies[2]
+
+
+def test_steered_entropy_coefficient_follows_the_rule_on_the_logged_entropies(warm_model, tmp_path):
+    from prorl import algo
+    from prorl.runlog import read_jsonl
+    from prorl.train import train
+
+    cfg = tiny_config(warm_model, tmp_path / "run", "train.steps=5", "validation.every=0", "checkpoint.every=0",
+                      "algo.entropy_coef=0.001", "algo.entropy_target=0.6", "algo.entropy_coef_step=0.001",
+                      "algo.entropy_coef_max=0.0025")
+    train(cfg)
+    rows = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["step"] > 0 and "actor/entropy" in r]
+    assert len(rows) >= 4
+    coef = 0.001
+    for row in rows:
+        assert row["actor/entropy_coef"] == pytest.approx(coef, abs=1e-12)
+        coef = algo.steer_entropy_coef(coef, row["actor/entropy"], 0.6, 0.001, 0.0025)
+    assert len({round(r["actor/entropy_coef"], 6) for r in rows}) > 1  # the coefficient did move

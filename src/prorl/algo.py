@@ -15,6 +15,7 @@ GRPO with the DAPO pieces and a KL penalty, as in ProRL (arXiv 2505.24864):
   against entropy collapse).
 - ``rollout_correction``: importance weights between the sampler's log-probs and the trainer's old
   ones (truncated or masked, per token or per sequence), for rollouts from an inference engine.
+- ``steer_entropy_coef``: the entropy bonus's coefficient, steered toward a target entropy.
 - ``cosine_length_reward`` and ``length_penalty_on``: ProRL v2's scheduled cosine length penalty.
 - ``kl_penalty``: per-token estimators k1, k2, k3 of KL(policy || reference).
 - ``aggregate_loss``: how per-token values become one scalar. "token-mean" is DAPO's token-level
@@ -353,6 +354,21 @@ def length_penalty_on(step_in_stage: int, schedule: list | tuple) -> bool:
         return True
     on, off = schedule
     return (step_in_stage - 1) % (on + off) < on
+
+
+def steer_entropy_coef(coef: float, entropy: float, target: float, step: float, max_coef: float) -> float:
+    """One step of the entropy bonus's coefficient toward a target entropy: ``coef + step`` when the measured
+    ``entropy`` is below ``target``, ``coef - step`` when above, kept in ``[0, max_coef]`` (adaptive entropy
+    control, as in Skywork-OR1). A bonus ``-coef * entropy`` in the loss then pushes the entropy up only while it
+    is too low.
+
+    >>> steer_entropy_coef(0.0, 0.1, 0.3, 0.002, 0.01), steer_entropy_coef(0.004, 0.5, 0.3, 0.002, 0.01)
+    (0.002, 0.002)
+    >>> steer_entropy_coef(0.01, 0.1, 0.3, 0.002, 0.01), steer_entropy_coef(0.001, 0.5, 0.3, 0.002, 0.01)
+    (0.01, 0.0)
+    """
+    moved = coef + step if entropy < target else coef - step
+    return min(max(moved, 0.0), max_coef)
 
 
 def kl_share(pg_magnitude: float, kl_magnitude: float) -> float:

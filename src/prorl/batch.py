@@ -136,12 +136,15 @@ class LogprobSettings:
         return micro_batches(batch, rows, self.micro_batch_size, self.max_tokens_per_micro_batch)
 
 
-def logprobs_of(model, batch: Batch, rows: torch.Tensor, how: LogprobSettings, *, with_entropy=False):
-    """Per-token log-probs (and entropy) of ``rows``, ``[b, T]``, 0 past each response's end."""
+def logprobs_of(model, batch: Batch, rows: torch.Tensor, how: LogprobSettings, *, with_entropy=False,
+                entropy_grad=False):
+    """Per-token log-probs (and entropy, differentiable with ``entropy_grad``) of ``rows``, ``[b, T]``, 0 past each
+    response's end."""
     ids, am, rm, t = trimmed(batch, rows)
     with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=how.autocast):
         lp, ent = token_logprobs(model, ids, am, t, temperature=how.temperature, with_entropy=with_entropy,
-                                 response_mask=rm, chunk_tokens=how.chunk_tokens, fp32_head=how.fp32_head)
+                                 response_mask=rm, chunk_tokens=how.chunk_tokens, fp32_head=how.fp32_head,
+                                 entropy_grad=entropy_grad)
     pad = batch.num_response_tokens - t
     lp = torch.nn.functional.pad(lp, (0, pad))  # [b, T]
     ent = torch.nn.functional.pad(ent, (0, pad)) if ent is not None else None

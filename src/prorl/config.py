@@ -147,6 +147,14 @@ class AlgoConfig:
                                                       "truncated to them (tis) or masked outside them (seq_mask, "
                                                       "icepop); None: [0, 2] for token_tis, seq_tis and seq_mask, "
                                                       "[0.5, 5] for icepop.")
+    entropy_coef: float = _f(0.0, "Entropy bonus: loss -= coef * aggregate(entropy at the sampling temperature); the "
+                                  "fixed coefficient, >= 0, or the starting one with entropy_target (0 and no target: "
+                                  "off).")
+    entropy_target: float | None = _f(None, "Steer the entropy bonus's coefficient toward keeping actor/entropy at "
+                                            "this value, > 0: + entropy_coef_step after a step below it, - after one "
+                                            "above (None: a fixed coefficient).")
+    entropy_coef_step: float = _f(1e-3, "How much (> 0) the steered coefficient moves per step.")
+    entropy_coef_max: float = _f(1e-2, "Upper bound (> 0) of the steered coefficient.")
     loss_agg: str = _f("token-mean", "Loss aggregation: token-mean, seq-mean-token-mean or seq-mean-token-sum-norm.")
     advantage: str = _f("grpo", "Advantages: grpo (group mean/std), drgrpo (group mean only) or rloo-batch-std "
                                  "(REINFORCE++-baseline: group mean, then batch std).")
@@ -448,6 +456,14 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
     need(bounds is None or (isinstance(bounds, (list, tuple)) and len(bounds) == 2 and all(_number(b) for b in bounds)
                             and 0 <= bounds[0] < bounds[1]), "algo.rollout_correction_bounds",
          "two numbers [low, high] with 0 <= low < high, or null", bounds)
+    need(_number(a.entropy_coef) and a.entropy_coef >= 0, "algo.entropy_coef", "a number >= 0 (0: off)",
+         a.entropy_coef)
+    need(a.entropy_target is None or (_number(a.entropy_target) and a.entropy_target > 0), "algo.entropy_target",
+         "a number > 0, or null (a fixed coefficient)", a.entropy_target)
+    need(_number(a.entropy_coef_step) and a.entropy_coef_step > 0, "algo.entropy_coef_step", "a number > 0",
+         a.entropy_coef_step)
+    need(_number(a.entropy_coef_max) and a.entropy_coef_max > 0, "algo.entropy_coef_max", "a number > 0",
+         a.entropy_coef_max)
     need(_number(a.kl_cov_coef) and a.kl_cov_coef >= 0, "algo.kl_cov_coef", "a number >= 0", a.kl_cov_coef)
     need(_number(a.clip_low) and 0 <= a.clip_low < 1, "algo.clip_low",
          "a number in [0, 1) (the ratio is clipped below 1 - clip_low)", a.clip_low)

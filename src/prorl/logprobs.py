@@ -49,11 +49,12 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 def full_logits_logprobs(model, input_ids, attention_mask, num_response_tokens, *, temperature=1.0,
-                         with_entropy=False):
+                         with_entropy=False, entropy_grad=False):
     """The plain computation from the model's full logits ``[B, T, V]`` (the reference for the chunked one).
 
     Used for models whose head :func:`token_logprobs` does not handle; memory grows with ``T * V``.
-    Returns ``(logprobs [B, T], entropy [B, T] or None)`` in float32 (float64 for a float64 model).
+    Returns ``(logprobs [B, T], entropy [B, T] or None)`` in float32 (float64 for a float64 model); the entropy
+    carries a gradient only with ``entropy_grad``.
     """
     T = num_response_tokens
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=real_token_positions(attention_mask),
@@ -64,7 +65,7 @@ def full_logits_logprobs(model, input_ids, attention_mask, num_response_tokens, 
     logprobs = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
     entropy = None
     if with_entropy:
-        with torch.no_grad():
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             entropy = entropy_from_logits(logits)  # [B, T]
     return logprobs, entropy
 
@@ -138,29 +139,30 @@ def token_logprobs(
     response_mask: torch.Tensor | None = None,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     fp32_head: bool = True,
+    entropy_grad: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probabilities (and entropy) of the response tokens under ``model``, at sampling temperature.
 
     ``input_ids``/``attention_mask``: ``[B, P + T]``, the response in the last ``T`` columns. ``response_mask``
     ``[B, T]``: only its nonzero positions are computed (the rest are 0); None computes every position.
-    Returns ``(logprobs [B, T], entropy [B, T] without gradient, or None)``, in float32 (float64 for a float64
-    model). Logits are divided
+    Returns ``(logprobs [B, T], entropy [B, T] or None)``, in float32 (float64 for a float64 model); the entropy
+    has a gradient only with ``entropy_grad`` (an entropy bonus). Logits are divided
     by ``temperature`` so the numbers describe the distribution the rollouts were sampled from.
     """
     if not chunked_head_applies(model):
         lp, ent = full_logits_logprobs(model, input_ids, attention_mask, num_response_tokens,
-                                       temperature=temperature, with_entropy=with_entropy)
+                                       temperature=temperature, with_entropy=with_entropy, entropy_grad=entropy_grad)
         if response_mask is not None:
             keep = response_mask.bool()
             lp, ent = lp.masked_fill(~keep, 0.0), (ent.masked_fill(~keep, 0.0) if ent is not None else None)
         return lp, ent
     return _chunked(model, output_head(model), input_ids, attention_mask, num_response_tokens, temperature=temperature,
                     with_entropy=with_entropy, response_mask=response_mask, chunk_tokens=chunk_tokens,
-                    fp32_head=fp32_head)
+                    fp32_head=fp32_head, entropy_grad=entropy_grad)
 
 
 def _chunked(model, head: Head, input_ids, attention_mask, T, *, temperature, with_entropy, response_mask,
-             chunk_tokens, fp32_head):
+             chunk_tokens, fp32_head, entropy_grad=False):
     out = model.base_model(input_ids=input_ids, attention_mask=attention_mask,
                            position_ids=real_token_positions(attention_mask), use_cache=False)
     hidden = out.last_hidden_state[:, -(T + 1):-1]  # [B, T, H]: position i predicts response token i
@@ -174,7 +176,8 @@ def _chunked(model, head: Head, input_ids, attention_mask, T, *, temperature, wi
     else:
         dtype = head.weight.dtype
     lp, ent = ChunkedHeadLogprobs.apply(hidden[keep], head.weight, head.bias, targets[keep], float(temperature),
-                                        head.softcap, int(chunk_tokens), bool(with_entropy), dtype)  # [N]
+                                        head.softcap, int(chunk_tokens), bool(with_entropy), dtype,
+                                        bool(with_entropy and entropy_grad))  # [N]
     zeros = torch.zeros(targets.shape, dtype=lp.dtype, device=hidden.device)  # [B, T]
     logprobs = zeros.masked_scatter(keep, lp)
     entropy = zeros.masked_scatter(keep, ent) if with_entropy else None
@@ -197,12 +200,15 @@ class ChunkedHeadLogprobs(torch.autograd.Function):
 
     ``log-prob = z[target] - logsumexp(z)`` and ``entropy = logsumexp(z) - sum(softmax(z) * z)`` with
     ``z = softcap(hidden @ W.T + b) / temperature``, computed ``chunk`` tokens at a time with the matmul in
-    ``dtype`` and everything after it in float32 (float64 when ``dtype`` is). The backward recomputes each chunk's logits. Gradients flow
-    through the log-probs to ``hidden``, ``W`` and ``b``; the entropy is a metric and has none.
+    ``dtype`` and everything after it in float32 (float64 when ``dtype`` is). The backward recomputes each chunk's
+    logits. Gradients flow through the log-probs to ``hidden``, ``W`` and ``b``; through the entropy too with
+    ``entropy_grad`` (``dH/dz = -p * (log p + H)``; one more ``[c, V]`` buffer in the backward), otherwise the
+    entropy is a metric and has none.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, temperature, softcap, chunk, with_entropy, dtype):
+    def forward(ctx, hidden, weight, bias, targets, temperature, softcap, chunk, with_entropy, dtype,
+                entropy_grad=False):
         with torch.autocast(hidden.device.type, enabled=False):
             w = weight.to(dtype)
             b = bias.to(dtype) if bias is not None else None
@@ -224,14 +230,17 @@ class ChunkedHeadLogprobs(torch.autograd.Function):
                 if with_entropy:
                     entropy[s:s + chunk] = lse - e.div_(total).mul_(z).sum(-1)
                 del z, e  # before the next chunk's logits exist
-        ctx.save_for_backward(hidden, weight, bias, targets, log_z)
+        ctx.save_for_backward(hidden, weight, bias, targets, log_z, entropy)
         ctx.temperature, ctx.softcap, ctx.chunk, ctx.dtype = temperature, softcap, chunk, dtype
-        ctx.mark_non_differentiable(entropy)
+        ctx.entropy_grad = entropy_grad
+        if not entropy_grad:
+            ctx.mark_non_differentiable(entropy)
         return logprobs, entropy
 
     @staticmethod
-    def backward(ctx, grad_logprobs, _grad_entropy):
-        hidden, weight, bias, targets, log_z = ctx.saved_tensors
+    def backward(ctx, grad_logprobs, grad_entropy):
+        hidden, weight, bias, targets, log_z, entropy = ctx.saved_tensors
+        with_h_grad = ctx.entropy_grad and grad_entropy is not None
         temperature, softcap, chunk, dtype = ctx.temperature, ctx.softcap, ctx.chunk, ctx.dtype
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         grad_h = torch.empty_like(hidden) if need_h else None
@@ -246,7 +255,14 @@ class ChunkedHeadLogprobs(torch.autograd.Function):
                 g = grad_logprobs[s:s + chunk, None].to(acc)  # [c, 1]
                 z, t = _chunk_logits(h, w, b, softcap)  # [c, V]
                 # d log-prob / d z = onehot(target) - softmax(z); then through / temperature and the soft-cap.
-                dz = z.div_(temperature).sub_(log_z[s:s + chunk, None]).exp_().mul_(-g)
+                if with_h_grad:  # plus dH/dz = -p * (log p + H), weighted by the entropy's gradient
+                    log_p = z.div_(temperature).sub_(log_z[s:s + chunk, None])  # [c, V]
+                    p = log_p.exp()  # [c, V]
+                    gh = grad_entropy[s:s + chunk, None].to(acc)  # [c, 1]
+                    dz = log_p.add_(entropy[s:s + chunk, None]).mul_(gh).add_(g).mul_(p).neg_()
+                    del p
+                else:
+                    dz = z.div_(temperature).sub_(log_z[s:s + chunk, None]).exp_().mul_(-g)
                 dz.scatter_add_(-1, targets[s:s + chunk, None], g)
                 dz.div_(temperature)
                 if t is not None:
@@ -262,4 +278,4 @@ class ChunkedHeadLogprobs(torch.autograd.Function):
                 del z, dz, t
         grad_w = grad_w.to(weight.dtype) if need_w else None
         grad_b = grad_b.to(bias.dtype) if need_b else None
-        return grad_h, grad_w, grad_b, None, None, None, None, None, None
+        return grad_h, grad_w, grad_b, None, None, None, None, None, None, None

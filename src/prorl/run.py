@@ -43,6 +43,8 @@ class TrainState:
     """Validations since best_val improved."""
     sampler: dict = field(default_factory=dict)
     """The data sampler's cursor."""
+    entropy_coef: float | None = None
+    """The steered entropy-bonus coefficient (with algo.entropy_target; None: not steered yet)."""
     kl_share_steps: int = 0
     """Steps in a row whose actor/kl_share exceeded reset.kl_share_threshold (for the KL-dominance trigger)."""
     manual_reset_token: str | None = None

@@ -218,8 +218,13 @@ def train_step(run: Run, step: int) -> dict:
     ref_logprobs = batch_logprobs(run.reference, batch, how) if run.reference is not None else None
     metrics["time/logprobs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    coef = entropy_coef(run)
     update_metrics, skipped = update_policy(run.policy, run.optimizer, run.scheduler, batch, advantages, old_logprobs,
-                                            ref_logprobs, cfg, step_generator(cfg.train.seed, step, 1))
+                                            ref_logprobs, cfg, step_generator(cfg.train.seed, step, 1), coef)
+    if cfg.algo.entropy_target is not None:
+        a = cfg.algo
+        run.state.entropy_coef = algo.steer_entropy_coef(coef, update_metrics["actor/entropy"], a.entropy_target,
+                                                         a.entropy_coef_step, a.entropy_coef_max)
     metrics["time/update"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     run.engine.load_weights(run.policy.named_parameters())
@@ -230,6 +235,15 @@ def train_step(run: Run, step: int) -> dict:
     if cfg.log.rollouts_every > 0 and step % cfg.log.rollouts_every == 0:
         run.log.rollouts(step, kept, cfg.log.rollouts_per_step)
     return metrics
+
+
+def entropy_coef(run: Run) -> float:
+    """The entropy bonus's coefficient for this step: the stage's ``algo.entropy_coef``, or with
+    ``algo.entropy_target`` the steered one (starting from ``algo.entropy_coef``)."""
+    a = run.stage.cfg.algo
+    if a.entropy_target is None or run.state.entropy_coef is None:
+        return a.entropy_coef
+    return run.state.entropy_coef
 
 
 # ---------------------------------------------------------------- the loop

@@ -34,13 +34,14 @@ def rollout_correction_of(cfg: Config) -> tuple[str, tuple[float, float] | None]
 
 
 def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_logprobs, ref_logprobs, cfg: Config,
-                  generator) -> tuple[dict, int]:
+                  generator, entropy_coef: float = 0.0) -> tuple[dict, int]:
     """Mini-batch updates over one rollout batch. Returns (metrics, optimizer steps skipped for a NaN).
 
     ``old_logprobs=None`` (only when :func:`single_update`): the policy's own log-probs of this pass, detached, are
     the old ones (the ratio is exactly 1). The metrics include ``rollout/logprob_diff`` and ``rollout/mismatch_kl``
     of the old log-probs against the sampler's, and the importance weights' statistics when
     ``algo.rollout_correction`` is on (the weights multiply the policy-gradient term, not the KL term).
+    ``entropy_coef > 0`` adds the entropy bonus ``- entropy_coef * aggregate(entropy)`` (its gradient included).
     """
     B = len(batch.problems)
     seqs_per_update = cfg.train.mini_batch_prompts * batch.group_size
@@ -52,7 +53,7 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
             raise ValueError("update_policy: old_logprobs=None needs one epoch and one mini-batch")
         old_logprobs = torch.zeros_like(batch.response_mask)  # [B, T], filled micro-batch by micro-batch below
     sums = {k: 0.0 for k in ("pg_loss", "kl_loss", "entropy", "kl", "clip_low", "clip_high", "ratio", "cov", "pg_abs",
-                             "kl_abs")}
+                             "kl_abs", "entropy_bonus")}
     tokens_seen = 0.0
     grad_norms, skipped, updates = [], 0, 0
     beta = cfg.algo.kl_beta
@@ -68,7 +69,8 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
             step_loss = 0.0
             for rows in how.split(batch, mb):
                 mask = batch.response_mask[rows]  # [b, T]
-                logprobs, entropy = logprobs_of(model, batch, rows, how, with_entropy=True)  # [b, T]
+                logprobs, entropy = logprobs_of(model, batch, rows, how, with_entropy=True,
+                                                entropy_grad=entropy_coef > 0)  # [b, T]
                 if first_pass:
                     old_logprobs[rows] = logprobs.detach()
                 pg, pm = algo.policy_loss(logprobs, old_logprobs[rows], advantages[rows], mask,
@@ -90,12 +92,16 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
                     sums["kl"] += float((kl.detach() * mask).sum())
                     sums["kl_abs"] += beta * float((kl.detach().abs() * mask).sum())
                 sums["pg_abs"] += float((pg.detach().abs() * mask).sum())
+                if entropy_coef > 0:
+                    bonus = entropy_coef * algo.aggregate_loss(entropy, mask, cfg.algo.loss_agg, **agg)
+                    loss = loss - bonus
+                    sums["entropy_bonus"] += bonus.item()
                 loss.backward()
                 step_loss += loss.item()
                 ntok = float(mask.sum())
                 tokens_seen += ntok
                 sums["pg_loss"] += pg_loss.item()
-                sums["entropy"] += float((entropy * mask).sum())
+                sums["entropy"] += float((entropy.detach() * mask).sum())
                 sums["clip_low"] += float(pm["clip_frac_low"]) * ntok
                 sums["clip_high"] += float(pm["clip_frac_high"]) * ntok
                 sums["ratio"] += float(pm["ratio_mean"]) * ntok
@@ -134,6 +140,9 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
     if correction != "off":
         metrics |= {f"rollout/is_{k}": float(cm[k]) for k in ("weight_p50", "weight_p99", "weight_max",
                                                                 "masked_frac", "truncated_frac")}
+    if entropy_coef > 0 or cfg.algo.entropy_target is not None:
+        metrics["actor/entropy_coef"] = entropy_coef
+        metrics["actor/entropy_bonus"] = sums["entropy_bonus"] / n_mb
     if beta > 0:
         metrics["actor/kl_share"] = algo.kl_share(sums["pg_abs"], sums["kl_abs"])
     if cfg.algo.policy_loss in algo.COV_FRACTION:
