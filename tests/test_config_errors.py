@@ -234,3 +234,9 @@ def test_prorl_train_with_a_recipe_file_names_the_file_and_the_key(tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and str(recipe) in err and "'train.lr': expected a finite number" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_one_file_is_a_one_element_list():
+    cfg = resolve_config({"data": {"val_files": "v.jsonl"}}, ["data.train_files=a.jsonl"])
+    assert cfg.data.train_files == ["a.jsonl"] and cfg.data.val_files == ["v.jsonl"]
+    assert resolve_config({}, ["data.train_files=[a.jsonl, b.jsonl]"]).data.train_files == ["a.jsonl", "b.jsonl"]

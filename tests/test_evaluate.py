@@ -250,3 +250,16 @@ def test_real_verifier_pool_matches_in_process_scoring(tiny, tmp_path, monkeypat
     result = json.loads(workers.read_text())
     assert result["domains"]["instruction"]["errors"] == 0
     assert 0 < result["domains"]["instruction"]["mean@n"] <= 1
+
+
+def test_limit_takes_problems_across_tasks():
+    from prorl.data.schema import Problem
+
+    problems = ([Problem(f"maze{i}", "logic", "?", metadata={"task": "maze"}) for i in range(5)]
+                + [Problem(f"sudoku{i}", "logic", "?", metadata={"task": "sudoku"}) for i in range(2)]
+                + [Problem("m0", "math", "?")])
+    assert [p.id for p in cmd.across_tasks(problems, 4)] == ["maze0", "maze1", "sudoku0", "m0"]
+    assert [p.id for p in cmd.across_tasks(problems, 6)] == ["maze0", "maze1", "maze2", "sudoku0", "sudoku1", "m0"]
+    assert len(cmd.across_tasks(problems, 100)) == 8
+    with pytest.raises(UserError, match="--limit 0: expected at least 1"):
+        cmd.across_tasks(problems, 0)

@@ -292,6 +292,18 @@ def test_steps_skipped_for_equal_rewards_keep_the_reset_and_validation_schedule(
     assert [e["step"] for e in events if e["event"] == "validation"] == [0, 2, 4]
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert "val/pass@1/math" in metrics[2] and metrics[3]["reset/count"] == 1
+    # the skipped steps' samples are still written (log.rollouts_every=2): what the model produced is what to look at
+    written = sorted(p.name for p in (tmp_path / "run" / "rollouts").iterdir())
+    assert written == ["step_000002.jsonl", "step_000004.jsonl"]
+    rows = read_jsonl(tmp_path / "run" / "rollouts" / "step_000002.jsonl")
+    assert rows and all(r["finish"] == "length" and r["reward"] == 0.0 for r in rows)
+    from prorl.train import run_summary
+
+    lines = run_summary(tmp_path / "run")
+    assert lines[:3] == ["steps: 4 logged (last 4)", "skipped: 4 x every group had equal scores",
+                         "resets: 1 (step 2: schedule)"]
+    assert lines[3].startswith("validation pass@1: best ") and lines[3].endswith("at step 4")
+    assert lines[4].startswith("final checkpoint: ") and "step_000004" in lines[4]
 
 
 def test_a_stage_may_not_change_what_is_made_once_per_run(warm_model, tmp_path):

@@ -46,7 +46,10 @@ def cmd_train(args) -> int:
             cfg = resolve_config(load_recipe(args.recipe), args.overrides, where=f"{args.recipe} + command line")
     from prorl.train import train
 
+    from prorl.train import run_summary
+
     train(cfg, resume=bool(args.resume))
+    print("\n".join(run_summary(cfg.run_dir)))
     print(f"run written to {cfg.run_dir}")
     return 0
 

@@ -34,10 +34,11 @@ import yaml
 from prorl.errors import ConfigError
 
 
-def _f(default, help: str, *, false_means: str | None = None, **kw):
+def _f(default, help: str, *, false_means: str | None = None, one_or_many: bool = False, **kw):
     """A dataclass field with a one-line help string. ``false_means``: the string a YAML ``false`` stands for in
-    this field (YAML 1.1 reads an unquoted ``off`` as false)."""
-    metadata = {"help": help, "false_means": false_means}
+    this field (YAML 1.1 reads an unquoted ``off`` as false). ``one_or_many``: a list field that takes a single
+    string as a one-element list (``data.train_files=a.jsonl``)."""
+    metadata = {"help": help, "false_means": false_means, "one_or_many": one_or_many}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=metadata, **kw)
     return field(default=default, metadata=metadata, **kw)
@@ -62,8 +63,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    train_files: list = _f([], "Training problem files (JSONL, Parquet, or a saved HF dataset directory).")
-    val_files: list = _f([], "Validation problem files; empty uses val_fraction of the training problems.")
+    train_files: list = _f([], "Training problem files (JSONL, Parquet, or a saved HF dataset directory); one file "
+                               "may be given without brackets.", one_or_many=True)
+    val_files: list = _f([], "Validation problem files; empty uses val_fraction of the training problems.",
+                         one_or_many=True)
     adapter: str | None = _f(None, "Source-format adapter for the files (None: our schema or auto-detected).")
     weights: dict = _f({}, "Per-domain mixture weights >= 0, e.g. {math: 0.4, code: 0.2}; empty: proportional "
                            "to size.")
@@ -291,6 +294,8 @@ def _build(cls, values: dict, where: str, prefix: str = ""):
         if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
             kwargs[key] = _build(f.default_factory, value, where, f"{prefix}{key}.")
             continue
+        if isinstance(value, str) and f.metadata.get("one_or_many"):
+            value = [value]  # `data.train_files=a.jsonl`
         if value is False and f.metadata.get("false_means"):
             value = f.metadata["false_means"]  # `key: off` in YAML
         if isinstance(value, str) and "float" in str(f.type) and _looks_float(value):

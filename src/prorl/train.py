@@ -167,10 +167,10 @@ def validate(run: Run, step: int) -> dict:
 # ---------------------------------------------------------------- one step
 
 
-def collect_groups(run: Run, step: int) -> tuple[Groups | None, dict]:
+def collect_groups(run: Run, step: int) -> tuple[Groups | None, Groups, dict]:
     """Dynamic sampling: generate until ``prompts_per_step`` groups with unequal rewards are kept (bounded).
 
-    Returns the kept groups (None when none was kept) and the metrics of every sample generated.
+    Returns the kept groups (None when none was kept), every group generated, and the metrics of every sample.
     """
     cfg = run.stage.cfg
     want, rounds = cfg.train.prompts_per_step, max(cfg.algo.max_gen_batches, 1)
@@ -191,22 +191,26 @@ def collect_groups(run: Run, step: int) -> tuple[Groups | None, dict]:
         if ids:
             kept.append(groups.select(ids))
             num_kept += len(ids)
-    metrics = sample_metrics(Groups.cat(generated))
+    every = Groups.cat(generated)
+    metrics = sample_metrics(every)
     metrics["batch/gen_batches"] = len(generated)
     metrics["batch/groups_kept"] = num_kept
     if cfg.reward.length_penalty != "none":
         metrics["reward/length_penalty_on"] = float(penalty)
-    return (Groups.cat(kept) if kept else None), metrics
+    return (Groups.cat(kept) if kept else None), every, metrics
 
 
 def train_step(run: Run, step: int) -> dict:
     """Generate and score, then (when a group was kept) advantages, old/reference log-probs and the update."""
     cfg, device = run.stage.cfg, next(run.policy.parameters()).device
-    kept, metrics = collect_groups(run, step)
+    kept, generated, metrics = collect_groups(run, step)
     run.state.sampler = run.sampler.state_dict()
     run.state.step = step
+    rollouts_due = cfg.log.rollouts_every > 0 and step % cfg.log.rollouts_every == 0
     if kept is None:
         run.log.event(step, "skip", reason="every group had equal scores", gen_batches=metrics["batch/gen_batches"])
+        if rollouts_due:  # what the model produced is what one needs to see on such a step
+            run.log.rollouts(step, generated, cfg.log.rollouts_per_step)
         return metrics
     batch = Batch.from_groups(kept)
     advantages = algo.advantages(batch.rewards, batch.group_size, cfg.algo.advantage).to(device)  # [B]
@@ -232,7 +236,7 @@ def train_step(run: Run, step: int) -> dict:
     metrics |= update_metrics
     if skipped:
         run.log.event(step, "skip", reason="non-finite loss or gradient", updates_skipped=skipped)
-    if cfg.log.rollouts_every > 0 and step % cfg.log.rollouts_every == 0:
+    if rollouts_due:
         run.log.rollouts(step, kept, cfg.log.rollouts_per_step)
     return metrics
 
@@ -257,6 +261,7 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
     bar = tqdm(total=run.total_steps, initial=run.state.step, disable=not cfg.log.progress, desc="prorl",
                dynamic_ncols=True)
     metrics: dict = {}
+    last_val, skipped = None, 0  # shown by the progress bar
     with StopOnSignal() as stop:
         try:
             vc = run.stage.cfg.validation
@@ -276,13 +281,49 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
                     save(run, step)
                 if stop.signum is not None:
                     stopped(run, step, stop.signum)
+                if "val/pass@1/mean" in metrics:
+                    last_val = metrics["val/pass@1/mean"]
+                skipped += "actor/updates" not in metrics
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics.get('actor/kl', 0.0):.2g}",
-                                refresh=False)
+                                **({"val": f"{last_val:.3f}"} if last_val is not None else {}),
+                                **({"skipped": skipped} if skipped else {}), refresh=False)
                 bar.update(1)
         finally:
             bar.close()
             run.pool.close()
     return metrics
+
+
+def run_summary(run_dir) -> list[str]:
+    """The end-of-run summary ``prorl train`` prints, read from the run's logs (so a resumed run's earlier steps
+    count): steps trained, skipped and why, resets, best and last validation, the final checkpoint."""
+    from collections import Counter
+    from pathlib import Path
+
+    from prorl.checkpoint import latest_checkpoint
+    from prorl.runlog import read_jsonl
+
+    run_dir = Path(run_dir)
+    metrics = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
+    events = read_jsonl(run_dir / "events.jsonl") if (run_dir / "events.jsonl").exists() else []
+    steps = [r["step"] for r in metrics if r["step"] > 0]
+    skips = Counter(e["reason"] for e in events if e["event"] == "skip")
+    lines = [f"steps: {len(steps)} logged (last {max(steps, default=0)})"]
+    lines.append("skipped: " + ("none" if not skips else "; ".join(f"{n} x {why}" for why, n in skips.items())))
+    resets = [(e["step"], e["reason"]) for e in events if e["event"] == "reset"]
+    lines.append(f"resets: {len(resets)}" + (" (" + ", ".join(f"step {s}: {why}" for s, why in resets) + ")"
+                                              if resets else ""))
+    val = [(r["step"], r["val/pass@1/mean"]) for r in metrics if "val/pass@1/mean" in r]
+    if val:
+        best = max(val, key=lambda sv: sv[1])
+        lines.append(f"validation pass@1: best {best[1]:.4f} at step {best[0]}, last {val[-1][1]:.4f} at step "
+                     f"{val[-1][0]}")
+    else:
+        lines.append("validation: never ran (validation.every=0 or no validation problems)")
+    ckpt = latest_checkpoint(run_dir)
+    lines.append(f"final checkpoint: {ckpt if ckpt else 'none'}" + (f" (load with from_pretrained: {ckpt / 'policy'})"
+                                                                     if ckpt else ""))
+    return lines
 
 
 def stopped(run: Run, step: int, signum: int) -> None:

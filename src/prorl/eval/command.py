@@ -94,7 +94,8 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=256,
                         help="sequences per generate batch; also sets problems per chunk = batch-size // n (default 256)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="evaluate N problems taken across the tasks in turn (file order within a task)")
     parser.add_argument("--dtype", default="bfloat16", help="model dtype: bfloat16, float16 or float32")
     parser.add_argument("--engine", choices=["hf", "vllm"], default="hf",
                         help="rollout engine: hf (built-in) or vllm (pip install 'prorl[vllm]', a CUDA GPU)")
@@ -127,7 +128,7 @@ def main_eval(args) -> int:
         raise UserError(f"--k {args.k}: {exc}") from None
     problems = [p for f in args.data for p in load_problems(f, adapter=args.adapter)]
     if args.limit is not None:
-        problems = problems[:args.limit]
+        problems = across_tasks(problems, args.limit)
     if not problems:
         raise UserError(f"--data {' '.join(args.data)}: no problems found")
     from prorl.rollout.base import Sampling
@@ -175,6 +176,30 @@ def main_eval(args) -> int:
     return 0
 
 
+def across_tasks(problems: list, limit: int) -> list:
+    """``limit`` problems taken from each task in turn (a problem's task: :func:`prorl.eval.evaluate.task_of`), in
+    file order within a task, then back in file order: a small ``--limit`` still covers every task.
+
+    >>> from prorl.data.schema import Problem
+    >>> ps = [Problem(f"m{i}", "math", "?") for i in range(4)] + [Problem("c0", "code", "?")]
+    >>> [p.id for p in across_tasks(ps, 3)]
+    ['m0', 'm1', 'c0']
+    """
+    from prorl.eval.evaluate import task_of
+
+    if limit < 1:
+        raise UserError(f"--limit {limit}: expected at least 1")
+    by_task: dict[str, list[int]] = {}
+    for i, p in enumerate(problems):
+        by_task.setdefault(task_of(p), []).append(i)
+    chosen: list[int] = []
+    for depth in range(max((len(v) for v in by_task.values()), default=0)):
+        for indices in by_task.values():
+            if depth < len(indices) and len(chosen) < limit:
+                chosen.append(indices[depth])
+    return [problems[i] for i in sorted(chosen)]
+
+
 def make_eval_engine(args):
     """``(engine, tokenizer)`` for ``prorl eval``: the built-in engine on the loaded model, or vLLM on the checkpoint."""
     from prorl.policy import load_policy, resolve_device
@@ -195,8 +220,29 @@ def make_eval_engine(args):
     from prorl.rollout import HFEngine
 
     device = resolve_device(args.device or "auto", setting="--device")
+    warning = cpu_cost_warning(args.n, args.max_tokens, device)
+    if warning:
+        print(warning, file=sys.stderr)
     model, tokenizer = load_policy(args.model, dtype=args.dtype, device=device)
     return HFEngine(model, tokenizer), tokenizer
+
+
+CPU_TOKENS_PER_PROBLEM = 65_536
+"""Above this many sampled tokens per problem (``n x max-tokens``) on a CPU, ``prorl eval`` warns."""
+
+
+def cpu_cost_warning(n: int, max_tokens: int, device) -> str | None:
+    """A warning when the paper's evaluation settings (the defaults) would run for hours on a CPU, else None.
+
+    >>> print(cpu_cost_warning(256, 8192, "cpu"))
+    warning: --n 256 x --max-tokens 8192 = 2,097,152 tokens per problem on the CPU: hours even for a small model; for a quick look try --n 16 --max-tokens 512
+    >>> cpu_cost_warning(16, 512, "cpu") is None, cpu_cost_warning(256, 8192, "cuda") is None
+    (True, True)
+    """
+    if str(device).split(":")[0] != "cpu" or n * max_tokens <= CPU_TOKENS_PER_PROBLEM:
+        return None
+    return (f"warning: --n {n} x --max-tokens {max_tokens} = {n * max_tokens:,} tokens per problem on the CPU: hours "
+            f"even for a small model; for a quick look try --n 16 --max-tokens 512")
 
 
 def format_summary(result: dict) -> str:
