@@ -121,6 +121,9 @@ class RewardConfig:
     cosine_wrong: list = _f([0.0, 0.0], "cosine: [at length 0, at rollout.max_new_tokens] for a score of 0.")
     length_penalty_schedule: list = _f([], "cosine: [on, off] steps, repeated from the start of each stage (the "
                                            "penalty on for `on` steps, then off for `off`); empty: always on.")
+    custom: dict = _f({}, "A user's own scorers: {domain: 'module:function'}, each function(problem, response) -> "
+                          "Verdict (prorl.verifiers.Verdict), run in the scoring pool with its deadline; a new "
+                          "domain name becomes valid in data files.")
     workers: int = _f(2, "Verifier worker processes (0: score in-process, no deadlines).")
     timeout_s: float = _f(30.0, "Hard deadline in seconds (> 0) per scored sample; a verifier past it scores 0.")
 
@@ -440,7 +443,8 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
         from prorl.data.schema import DOMAINS  # plain Python, like this module
 
         for domain, weight in d.weights.items():
-            need(domain in DOMAINS, "data.weights", f"domains among {', '.join(DOMAINS)}", domain)
+            need(domain in DOMAINS or domain in rw.custom, "data.weights",
+                 f"domains among {', '.join(DOMAINS + tuple(rw.custom))}", domain)
             need(_number(weight) and weight >= 0, f"data.weights.{domain}", "a finite number >= 0", weight)
         need(sum(d.weights.values()) > 0, "data.weights", "at least one weight > 0 (or no weights: by size)",
              d.weights)
@@ -499,6 +503,11 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
     need(all(isinstance(k, str) for k in vl.engine_kwargs), "rollout.vllm.engine_kwargs",
          "a mapping of vllm.LLM argument names to values", vl.engine_kwargs)
 
+    for domain, target in rw.custom.items():
+        need(isinstance(domain, str) and re.fullmatch(r"[A-Za-z_][\w-]*", domain) is not None, "reward.custom",
+             "domain names (letters, digits, _ and -)", domain)
+        need(isinstance(target, str) and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", target) is not None,
+             f"reward.custom.{domain}", "'module:function'", target)
     need(rw.length_penalty in ("none", "cosine"), "reward.length_penalty", "none or cosine", rw.length_penalty)
     for name in ("cosine_correct", "cosine_wrong"):
         value = getattr(rw, name)
@@ -584,7 +593,8 @@ def _check_stage_list(cfg: Config) -> None:
                  "they are fixed for the whole run)", key)
 
 
-FIXED_FOR_THE_RUN = ("stages", "run_dir", "model.", "train.seed", "rollout.dtype", "rollout.engine", "rollout.vllm.")
+FIXED_FOR_THE_RUN = ("stages", "run_dir", "model.", "train.seed", "rollout.dtype", "rollout.engine", "rollout.vllm.",
+                     "reward.custom")
 """Settings a stage may not override: the models, the generation engine and the seeds are made once per run."""
 
 

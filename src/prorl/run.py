@@ -16,6 +16,7 @@ import torch
 from prorl.checkpoint import latest_checkpoint, load_trainer_state, load_weights_into, save_checkpoint
 from prorl.config import Config, Stage, dump_yaml, stage_configs, to_dict
 from prorl.data.run_data import load_data
+from prorl.verifiers import use_custom
 from prorl.verifiers.gradeable import why_ungradeable
 from prorl.data.schema import Problem
 from prorl.errors import UserError
@@ -103,6 +104,7 @@ def open_run(cfg: Config, resume: bool) -> Run:
     if not cfg.model.path:
         raise UserError("model.path is not set: give a Hugging Face model directory (or hub id)")
     engine_target(cfg.rollout.engine)  # before the (slow) model load: a misspelt engine fails at once
+    use_custom(cfg.reward.custom)  # the user's scorers (their domains are valid in the data loaded below)
     stages = stage_configs(cfg)
     saved = load_trainer_state(ckpt) if ckpt else None
     state = TrainState(**saved["train_state"]) if saved else TrainState()
@@ -141,7 +143,7 @@ def open_run(cfg: Config, resume: bool) -> Run:
     run = Run(cfg, run_dir, log, stages, stage, policy, reference, engine, tokenizer, optimizer, scheduler, None,
               state, train_problems, val_problems)
     run.sandbox_metrics = sandbox_status(train_problems, log, state.step)
-    run.pool = ScoringPool(stage.cfg.reward.workers, timeout_s=stage.cfg.reward.timeout_s)
+    run.pool = ScoringPool(stage.cfg.reward.workers, timeout_s=stage.cfg.reward.timeout_s, custom=cfg.reward.custom)
     return run
 
 

@@ -81,7 +81,8 @@ def enter_stage(run: Run, stage: Stage, step: int) -> None:
     old_reward, run.stage = run.stage.cfg.reward, stage
     if (stage.cfg.reward.workers, stage.cfg.reward.timeout_s) != (old_reward.workers, old_reward.timeout_s):
         run.pool.close()
-        run.pool = ScoringPool(stage.cfg.reward.workers, timeout_s=stage.cfg.reward.timeout_s)
+        run.pool = ScoringPool(stage.cfg.reward.workers, timeout_s=stage.cfg.reward.timeout_s,
+                               custom=stage.cfg.reward.custom)
     run.sampler = make_sampler(run.train_problems, stage.cfg)
     run.log.event(step - 1, "stage", stage=stage.index, name=stage.name)
     if stage.reset_at_start and not first:

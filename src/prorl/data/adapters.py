@@ -27,7 +27,7 @@ import json
 from typing import Any, Callable
 
 from prorl.data.reasoning_gym import LOGIC_INSTRUCTION
-from prorl.data.schema import DOMAINS, Problem
+from prorl.data.schema import Problem, known_domains
 from prorl.text import last_boxed
 
 MATH_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
@@ -166,8 +166,8 @@ def from_prorl(row: dict, *, default_id: str) -> Problem:
     raw_id = row.get("id")
     problem_id = default_id if raw_id is None else _text(row, "id")
     domain = row.get("domain")
-    if domain not in DOMAINS:
-        raise FieldError("domain", f"expected one of {', '.join(DOMAINS)}, got {_short(domain)}")
+    if domain not in known_domains():
+        raise FieldError("domain", f"expected one of {', '.join(known_domains())}, got {_short(domain)}")
     metadata = _json_field(row, "metadata")
     if metadata is None:
         metadata = {}
@@ -665,8 +665,8 @@ def validate_problem(problem: Problem) -> Problem:
     ...
     prorl.data.adapters.FieldError: field 'answer': required for math problems, expected a non-empty string, got ''
     """
-    if problem.domain not in DOMAINS:
-        raise FieldError("domain", f"expected one of {', '.join(DOMAINS)}, got {_short(problem.domain)}")
+    if problem.domain not in known_domains():
+        raise FieldError("domain", f"expected one of {', '.join(known_domains())}, got {_short(problem.domain)}")
     if not isinstance(problem.prompt, str) or not problem.prompt.strip():
         raise FieldError("prompt", f"expected a non-empty string, got {_short(problem.prompt)}")
     meta = problem.metadata

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from prorl.data.adapters import ADAPTERS, DETECT_ROWS, FieldError, SkippedRow, detect_adapter_rows, validate_problem
-from prorl.data.schema import DOMAINS, Problem
+from prorl.data.schema import Problem, known_domains
 from prorl.errors import ConfigError, DataError
 
 FORMATS = ".jsonl, .jsonl.gz, .parquet, or a directory saved by datasets' save_to_disk"
@@ -252,8 +252,8 @@ def iter_problems(path: str | Path, *, adapter: str | None = None, domain: str |
     path = Path(path)
     if adapter is not None and adapter not in ADAPTERS:
         raise ConfigError(f"unknown adapter {adapter!r}; expected one of {', '.join(ADAPTERS)}")
-    if domain is not None and domain not in DOMAINS:
-        raise ConfigError(f"unknown domain {domain!r}; expected one of {', '.join(DOMAINS)}")
+    if domain is not None and domain not in known_domains():
+        raise ConfigError(f"unknown domain {domain!r}; expected one of {', '.join(known_domains())}")
     report = report if report is not None else LoadReport()
     report.path, report.adapter = str(path), adapter
     columnar = _format(path) != "jsonl"

@@ -31,7 +31,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from prorl.data.schema import DOMAINS, Problem
+from prorl.data.schema import Problem, known_domains
 from prorl.errors import ConfigError
 
 
@@ -49,8 +49,8 @@ def _normalise(weights: dict[str, float] | None, sizes: dict[str, int]) -> dict[
     if weights is None:
         weights = {d: float(n) for d, n in sizes.items()}
     for d, w in weights.items():
-        if d not in DOMAINS:
-            raise ConfigError(f"data.weights: unknown domain {d!r}; expected one of {', '.join(DOMAINS)}")
+        if d not in known_domains():
+            raise ConfigError(f"data.weights: unknown domain {d!r}; expected one of {', '.join(known_domains())}")
         if not isinstance(w, (int, float)) or isinstance(w, bool) or not w >= 0 or w == float("inf"):
             raise ConfigError(f"data.weights.{d}: expected a finite number >= 0, got {w!r}")
         if w > 0 and sizes.get(d, 0) == 0:
@@ -73,12 +73,14 @@ class MixtureSampler:
     def __init__(self, problems_by_domain: dict[str, list[Problem]] | list[Problem],
                  weights: dict[str, float] | None = None, seed: int = 0):
         grouped = _by_domain(problems_by_domain)
-        # Domains in DOMAINS order, so tie-breaking does not depend on how the caller built the dict.
-        self.problems = {d: grouped[d] for d in DOMAINS if grouped.get(d)}
-        """Non-empty domains and their problems, in DOMAINS order."""
-        unknown = sorted(set(grouped) - set(DOMAINS))
+        # Domains in known_domains() order (the five, then custom ones sorted), so tie-breaking does not depend on
+        # how the caller built the dict.
+        domains = known_domains()
+        self.problems = {d: grouped[d] for d in domains if grouped.get(d)}
+        """Non-empty domains and their problems, in known_domains() order."""
+        unknown = sorted(set(grouped) - set(domains))
         if unknown:
-            raise ConfigError(f"problems with unknown domain(s) {', '.join(unknown)}; expected {', '.join(DOMAINS)}")
+            raise ConfigError(f"problems with unknown domain(s) {', '.join(unknown)}; expected {', '.join(domains)}")
         self.weights = _normalise(weights, {d: len(ps) for d, ps in self.problems.items()})
         """Normalised weight of each non-empty domain."""
         self.seed = seed

@@ -11,6 +11,18 @@ from typing import Any
 DOMAINS = ("math", "code", "stem", "logic", "instruction")
 """The five reward domains. The domain stored on a problem picks its verifier."""
 
+CUSTOM_DOMAINS: set[str] = set()
+"""Domains a user's own scorer was registered for (``reward.custom``, :func:`prorl.verifiers.use_custom`)."""
+
+
+def known_domains() -> tuple[str, ...]:
+    """The five built-in domains, then the registered custom ones (sorted).
+
+    >>> known_domains()[:2]
+    ('math', 'code')
+    """
+    return DOMAINS + tuple(sorted(CUSTOM_DOMAINS - set(DOMAINS)))
+
 
 @dataclass(frozen=True)
 class Problem:

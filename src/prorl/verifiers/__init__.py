@@ -33,7 +33,7 @@ from prorl.errors import DataError
 from prorl.text import answer_region
 from prorl.verifiers.verdict import Verdict
 
-__all__ = ["VERIFIERS", "Verdict", "error_verdict", "safe_score", "score"]
+__all__ = ["CUSTOM", "VERIFIERS", "Verdict", "error_verdict", "safe_score", "score", "use_custom"]
 
 VERIFIERS = {
     "math": "prorl.verifiers.math",
@@ -43,6 +43,39 @@ VERIFIERS = {
     "instruction": "prorl.verifiers.instructions",
 }
 """Domain -> the module whose ``score(problem, response) -> Verdict`` scores it (imported lazily)."""
+
+
+CUSTOM: dict[str, str] = {}
+"""Domain -> ``"module:function"`` of a user's scorer (``reward.custom``), used instead of :data:`VERIFIERS`."""
+
+_CUSTOM_FNS: dict = {}
+
+
+def use_custom(mapping: dict[str, str]) -> None:
+    """Register a user's scorers, ``{domain: "module:function"}``: each ``function(problem, response) -> Verdict``
+    gets the answer region of a response, as the built-in verifiers do, and its problems' domain becomes valid in
+    data files. Importing each function here makes a wrong path a :class:`prorl.errors.ConfigError` naming
+    ``reward.custom.<domain>`` before anything runs. The trainer registers them in its process and the scoring
+    pool in every worker."""
+    from prorl.data.schema import CUSTOM_DOMAINS
+    from prorl.errors import ConfigError
+
+    fns = {}
+    for domain, target in mapping.items():
+        module, _, name = str(target).partition(":")
+        try:
+            fns[domain] = getattr(importlib.import_module(module), name) if module and name else None
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"config key 'reward.custom.{domain}': cannot load {target!r} "
+                              f"({type(exc).__name__}: {exc})") from None
+        if not callable(fns[domain]):
+            raise ConfigError(f"config key 'reward.custom.{domain}': expected 'module:function', got {target!r}")
+    CUSTOM.clear()
+    CUSTOM.update(mapping)
+    _CUSTOM_FNS.clear()
+    _CUSTOM_FNS.update(fns)
+    CUSTOM_DOMAINS.clear()
+    CUSTOM_DOMAINS.update(mapping)
 
 
 def score(problem: Problem, response: str) -> Verdict:
@@ -56,14 +89,15 @@ def score(problem: Problem, response: str) -> Verdict:
     when a verifier returns a score outside [0, 1] (or NaN), and whatever the verifier raises.
     Use :func:`safe_score` (or the pool) where a failure must cost one sample only.
     """
-    module_name = VERIFIERS.get(problem.domain)
+    custom = _CUSTOM_FNS.get(problem.domain)
+    module_name = CUSTOM.get(problem.domain) or VERIFIERS.get(problem.domain)
     if module_name is None:
         raise DataError(f"problem {problem.id!r}: field 'domain': no verifier for {problem.domain!r}; "
                         f"expected one of {', '.join(VERIFIERS)}")
     region = answer_region(response)
     if region is None:
         return Verdict(0.0, "unterminated think", "ok")
-    verdict = importlib.import_module(module_name).score(problem, region)
+    verdict = (custom or importlib.import_module(module_name).score)(problem, region)
     if not isinstance(verdict, Verdict):
         raise TypeError(f"{module_name}.score returned {type(verdict).__name__}, expected Verdict")
     if not (0.0 <= verdict.score <= 1.0):  # NaN fails this comparison too

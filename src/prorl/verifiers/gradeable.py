@@ -26,6 +26,10 @@ from prorl.errors import DataError
 
 def why_ungradeable(problem: Problem) -> str | None:
     """Why ``problem``'s verifier cannot grade it (naming the field), or None when it can."""
+    from prorl.verifiers import CUSTOM
+
+    if problem.domain in CUSTOM:
+        return None  # a user's scorer: it judges its own problems
     check = _CHECKS.get(problem.domain)
     if check is None:
         return f"field 'domain': no verifier for {problem.domain!r}"

@@ -77,12 +77,16 @@ def _call(fn, problem: Problem, response: str) -> Verdict:
         return error_verdict(exc)
 
 
-def _worker_main(conn, score_fn: str) -> None:
+def _worker_main(conn, score_fn: str, custom: dict | None = None) -> None:
     """Worker loop: receive (index, problem, response), send (index, score, reason, status); None stops."""
     # Ctrl-C or a preemption signal sent to the whole process group must not kill the scorers of the step
     # the trainer is finishing; the trainer ends the workers (or they see its pipe close).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if custom:
+        from prorl.verifiers import use_custom
+
+        use_custom(custom)
     fn = _resolve(score_fn)
     conn.send("ready")
     while True:
@@ -100,9 +104,9 @@ def _worker_main(conn, score_fn: str) -> None:
 class _Worker:
     """One worker process, its pipe, and the item it is scoring (if any)."""
 
-    def __init__(self, ctx, score_fn: str) -> None:
+    def __init__(self, ctx, score_fn: str, custom: dict | None = None) -> None:
         self.conn, child_conn = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child_conn, score_fn), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child_conn, score_fn, custom), daemon=True)
         self.process.start()
         child_conn.close()
         self.started = time.monotonic()
@@ -122,10 +126,11 @@ class ScoringPool:
 
     def __init__(self, num_workers: int = 2, *, timeout_s: float = 30.0,
                  per_domain_timeout_s: dict[str, float] | None = None,
-                 score_fn: str = DEFAULT_SCORE_FN) -> None:
+                 score_fn: str = DEFAULT_SCORE_FN, custom: dict[str, str] | None = None) -> None:
         """``num_workers`` processes (0: in-process, no deadlines); ``timeout_s`` the deadline of any
         domain not in ``per_domain_timeout_s``; ``score_fn`` the ``"module:function"`` workers call
-        (tests point it at misbehaving verifiers)."""
+        (tests point it at misbehaving verifiers); ``custom`` a user's scorers by domain (``reward.custom``),
+        registered in this process and in every worker."""
         if num_workers < 0:
             raise ConfigError(f"ScoringPool: num_workers={num_workers}, expected >= 0")
         deadlines = {"*": timeout_s, **(per_domain_timeout_s or {})}
@@ -136,6 +141,11 @@ class ScoringPool:
         self.timeout_s = float(timeout_s)
         self.per_domain_timeout_s = {k: float(v) for k, v in (per_domain_timeout_s or {}).items()}
         self.score_fn = score_fn
+        self.custom = dict(custom or {})
+        if self.custom:
+            from prorl.verifiers import use_custom
+
+            use_custom(self.custom)  # here too: a wrong path fails now, naming the setting
         self._stats: dict[str, float] = defaultdict(float)
         self._workers: list[_Worker] = []
         self._ctx = None
@@ -144,7 +154,7 @@ class ScoringPool:
         if num_workers:
             self._ctx = multiprocessing.get_context("forkserver")
             self._ctx.set_forkserver_preload(PRELOAD)  # takes effect only if the server is not running yet
-            self._workers = [_Worker(self._ctx, score_fn) for _ in range(num_workers)]
+            self._workers = [_Worker(self._ctx, score_fn, self.custom) for _ in range(num_workers)]
         else:
             self._fn = _resolve(score_fn)
 
@@ -234,7 +244,7 @@ class ScoringPool:
     def _replace(self, i: int) -> int | None:
         code = self._workers[i].kill()
         self._stats["verifier/worker_restarts"] += 1
-        self._workers[i] = _Worker(self._ctx, self.score_fn)
+        self._workers[i] = _Worker(self._ctx, self.score_fn, self.custom)
         return code
 
     def _count(self, domain: str, verdict: Verdict) -> None:
