@@ -227,6 +227,11 @@ class LogConfig:
     rollouts_every: int = _f(10, "Write sampled rollouts to rollouts/step_N.jsonl every N >= 0 steps (0: never).")
     rollouts_per_step: int = _f(16, "How many rollouts (>= 0) to write each time.")
     progress: bool = _f(True, "Show a progress bar.")
+    tensorboard: bool = _f(False, "Also write TensorBoard event files to RUN/tensorboard (pip install "
+                                  "'prorl[tensorboard]').")
+    wandb: str | None = _f(None, "Also log to this Weights & Biases project (pip install 'prorl[wandb]'); a resumed "
+                                 "run continues its W&B run.")
+    wandb_mode: str | None = _f(None, "W&B mode: online or offline (None: wandb's default or WANDB_MODE).")
 
 
 @dataclass(frozen=True)
@@ -573,6 +578,10 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
          "an integer >= 0 (0: never)", cfg.log.rollouts_every)
     need(_int(cfg.log.rollouts_per_step) and cfg.log.rollouts_per_step >= 0, "log.rollouts_per_step",
          "an integer >= 0", cfg.log.rollouts_per_step)
+    need(cfg.log.wandb is None or (isinstance(cfg.log.wandb, str) and cfg.log.wandb.strip() != ""), "log.wandb",
+         "a W&B project name, or null", cfg.log.wandb)
+    need(cfg.log.wandb_mode in (None, "online", "offline"), "log.wandb_mode", "online, offline or null",
+         cfg.log.wandb_mode)
 
 
 def _check_stage_list(cfg: Config) -> None:

@@ -23,6 +23,7 @@ from prorl.errors import UserError
 from prorl.policy import load_policy, resolve_device
 from prorl.rollout import engine_target, make_engine
 from prorl.runlog import RunLog
+from prorl.trackers import check_available, make_trackers
 from prorl.update import make_optimizer
 
 
@@ -105,6 +106,7 @@ def open_run(cfg: Config, resume: bool) -> Run:
         raise UserError("model.path is not set: give a Hugging Face model directory (or hub id)")
     engine_target(cfg.rollout.engine)  # before the (slow) model load: a misspelt engine fails at once
     use_custom(cfg.reward.custom)  # the user's scorers (their domains are valid in the data loaded below)
+    check_available(cfg)  # an experiment tracker asked for and not installed
     stages = stage_configs(cfg)
     saved = load_trainer_state(ckpt) if ckpt else None
     state = TrainState(**saved["train_state"]) if saved else TrainState()
@@ -135,6 +137,9 @@ def open_run(cfg: Config, resume: bool) -> Run:
     log = RunLog(run_dir)
     if saved is not None:
         log.truncate_after(state.step)
+    restarted = saved is None and resume and bool(old_logs)  # its tracker history goes too (purge from step 0)
+    log.trackers = make_trackers(cfg, run_dir, state.step if saved is not None else (-1 if restarted else None))
+    if saved is not None:
         log.event(state.step, "resume", checkpoint=ckpt.name)
     elif resume and old_logs:
         log.clear()

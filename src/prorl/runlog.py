@@ -43,6 +43,8 @@ class RunLog:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.dir / "metrics.jsonl"
         self.events_path = self.dir / "events.jsonl"
+        self.trackers: list = []
+        """Experiment trackers (:mod:`prorl.trackers`) given every metric and event line too."""
 
     def _append(self, path: Path, row: dict) -> None:
         with path.open("a") as fh:
@@ -50,9 +52,19 @@ class RunLog:
 
     def metrics(self, step: int, values: dict) -> None:
         self._append(self.metrics_path, {"step": step, **values})
+        for tracker in self.trackers:
+            tracker.metrics(step, {k: _clean(v) for k, v in values.items()})
 
     def event(self, step: int, event: str, **fields) -> None:
         self._append(self.events_path, {"step": step, "time": round(time.time(), 3), "event": event, **fields})
+        for tracker in self.trackers:
+            tracker.event(step, event, {k: _clean(v) for k, v in fields.items()})
+
+    def close(self) -> None:
+        """Close the trackers (the JSONL files need nothing)."""
+        for tracker in self.trackers:
+            tracker.close()
+        self.trackers = []
 
     def rollouts(self, step: int, groups, how_many: int) -> None:
         """The first ``how_many`` samples of ``groups`` (a :class:`prorl.groups.Groups`) to ``rollouts/step_N.jsonl``."""

@@ -292,6 +292,7 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
         finally:
             bar.close()
             run.pool.close()
+            run.log.close()
     return metrics
 
 
