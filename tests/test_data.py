@@ -392,3 +392,32 @@ def test_data_layer_never_imports_torch():
             "assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_datasets_by_name_through_load_dataset(tmp_path, monkeypatch):
+    """hf:NAME[:SPLIT] goes through datasets.load_dataset (here a local folder of data files, offline), then the
+    same adapters; a dataset it cannot reach is one clear error."""
+    import datasets
+    import huggingface_hub.constants
+
+    from prorl.data.loaders import load_problems
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    for split, n in (("train", 3), ("test", 2)):
+        (folder / f"{split}.jsonl").write_text("".join(
+            json.dumps({"id": f"{split}{i}", "domain": "math", "prompt": f"{i}+1=", "answer": str(i + 1)}) + "\n"
+            for i in range(n)))
+    problems = load_problems(f"hf:{folder}:train")
+    assert [p.id for p in problems] == ["train0", "train1", "train2"] and problems[0].answer == "1"
+    assert problems[0].source == f"hf:{folder}:train:0"
+    with pytest.raises(DataError, match=r"the dataset has splits (train, test|test, train); name one"):
+        load_problems(f"hf:{folder}")
+    with pytest.raises(DataError, match=r"hf:nobody/no-such-data:train: could not load it with datasets.load_dataset "
+                                        r"\(.*\); without network only datasets already in the local cache load"):
+        load_problems("hf:nobody/no-such-data:train")
+    with pytest.raises(DataError, match="expected hf:NAME, hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT"):
+        load_problems("hf:a:b:c:d")

@@ -63,8 +63,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    train_files: list = _f([], "Training problem files (JSONL, Parquet, or a saved HF dataset directory); one file "
-                               "may be given without brackets.", one_or_many=True)
+    train_files: list = _f([], "Training problem files (JSONL, Parquet, a saved HF dataset directory, or "
+                               "hf:NAME[:SPLIT] through datasets.load_dataset); one may be given without brackets.",
+                           one_or_many=True)
     val_files: list = _f([], "Validation problem files; empty uses val_fraction of the training problems.",
                          one_or_many=True)
     adapter: str | None = _f(None, "Source-format adapter for the files (None: our schema or auto-detected).")

@@ -50,12 +50,18 @@ from prorl.data.adapters import ADAPTERS, DETECT_ROWS, FieldError, SkippedRow, d
 from prorl.data.schema import Problem, known_domains
 from prorl.errors import ConfigError, DataError
 
-FORMATS = ".jsonl, .jsonl.gz, .parquet, or a directory saved by datasets' save_to_disk"
+FORMATS = ".jsonl, .jsonl.gz, .parquet, a directory saved by datasets' save_to_disk, or hf:NAME[:SPLIT]"
+
+HUB_PREFIX = "hf:"
+"""A data path ``hf:NAME[:SPLIT]`` (or ``hf:NAME:CONFIG:SPLIT``) is read with ``datasets.load_dataset``: a hub
+dataset where there is network (or in the local cache), or a local folder of data files."""
 """What :func:`load_problems` reads, for error messages."""
 
 
 def _format(path: Path) -> str:
-    """'jsonl', 'parquet' or 'arrow-dir' for ``path``, or DataError."""
+    """'jsonl', 'parquet', 'arrow-dir' or 'hub' for ``path``, or DataError."""
+    if str(path).startswith(HUB_PREFIX):
+        return "hub"
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
     if path.is_dir():
@@ -69,7 +75,9 @@ def _format(path: Path) -> str:
 
 
 def _stem(path: Path) -> str:
-    """File name without its data extensions: ``train.jsonl.gz`` -> ``train``."""
+    """File name without its data extensions: ``train.jsonl.gz`` -> ``train``; ``hf:org/name:test`` -> ``name-test``."""
+    if str(path).startswith(HUB_PREFIX):
+        return str(path)[len(HUB_PREFIX):].rstrip("/").split("/")[-1].replace(":", "-")
     name = path.name
     for ext in (".jsonl.gz", ".jsonl", ".parquet"):
         if name.lower().endswith(ext):
@@ -174,6 +182,41 @@ def _arrow_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
                     index += 1
 
 
+def parse_hub(spec: str) -> tuple[str, str | None, str | None]:
+    """``hf:NAME[:SPLIT]`` or ``hf:NAME:CONFIG:SPLIT`` -> ``(name, config, split)``.
+
+    >>> parse_hub("hf:org/data:train"), parse_hub("hf:org/data"), parse_hub("hf:org/data:main:test")
+    (('org/data', None, 'train'), ('org/data', None, None), ('org/data', 'main', 'test'))
+    """
+    parts = spec[len(HUB_PREFIX):].split(":")
+    if not parts[0] or len(parts) > 3 or not all(parts):
+        raise DataError(f"{spec}: expected hf:NAME, hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT")
+    name, config, split = parts[0], (parts[1] if len(parts) == 3 else None), (parts[-1] if len(parts) > 1 else None)
+    return name, config, split
+
+
+def _hub_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    spec = str(path)
+    name, config, split = parse_hub(spec)
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{spec}: reading datasets by name needs the datasets package: pip install datasets") from None
+    try:
+        data = datasets.load_dataset(name, config, split=split)
+    except Exception as exc:  # noqa: BLE001 - no network, no such dataset or split, a broken script: one message
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataError(f"{spec}: could not load it with datasets.load_dataset ({type(exc).__name__}: {first[:300]}); "
+                        f"without network only datasets already in the local cache load: download it where there "
+                        f"is network, or save it as a .jsonl/.parquet file") from None
+    if isinstance(data, datasets.DatasetDict):
+        if len(data) != 1:
+            raise DataError(f"{spec}: the dataset has splits {', '.join(data)}; name one, e.g. {spec}:{next(iter(data))}")
+        data = next(iter(data.values()))
+    for index, row in enumerate(data):
+        yield index, _drop_nones(row), None
+
+
 def read_rows(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
     """Raw rows of a file: ``(position, row, None)``, or ``(position, None, error)`` for unreadable lines.
 
@@ -182,7 +225,7 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
     """
     path = Path(path)
     kind = _format(path)
-    return {"jsonl": _jsonl_rows, "parquet": _parquet_rows, "arrow-dir": _arrow_rows}[kind](path)
+    return {"jsonl": _jsonl_rows, "parquet": _parquet_rows, "arrow-dir": _arrow_rows, "hub": _hub_rows}[kind](path)
 
 
 @dataclasses.dataclass
