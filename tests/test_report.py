@@ -54,9 +54,10 @@ def test_report_of_a_running_run(tmp_path, monkeypatch):
     calls = []
     real_plot = report._plot
 
-    def spy(path, title, curves, resets, stages):
+    def spy(path, title, ylabel, curves, resets, stages, resumes):
         calls.append((path.stem, [c[0] for c in curves], resets, stages))
-        real_plot(path, title, curves, resets, stages)
+        assert ylabel  # every plot says what its y axis is
+        real_plot(path, title, ylabel, curves, resets, stages, resumes)
 
     monkeypatch.setattr(report, "_plot", spy)
     page = report.build_report(run)
@@ -70,7 +71,7 @@ def test_report_of_a_running_run(tmp_path, monkeypatch):
     # Every plot carries the reset at step 5 and the stage change logged at step 7.
     assert all(c[2] == [5.0] and c[3] == [(7.0, "long")] for c in calls)
     curves = {c[0]: c[1] for c in calls}
-    assert curves["reward"] == ["reward/logic", "reward/math", "reward/mean"]
+    assert curves["reward"] == ["reward/logic", "reward/math = reward/mean"]  # identical curves drawn once
     assert curves["clip"] == ["actor/clip_frac_low", "actor/clip_frac_high"]
     # The half-written line is skipped with a note; everything before it is read.
     assert "last line (probably still being written)" in html
@@ -115,3 +116,22 @@ def test_command(tmp_path, capsys):
     assert (tmp_path / "r" / "index.html").exists() and "wrote" in capsys.readouterr().out
     with pytest.raises(UserError, match="no such directory"):
         report.main_report(parser.parse_args([str(tmp_path / "missing")]))
+
+
+def test_report_states_a_constant_lr_skips_the_first_stage_line_draws_resumes_and_says_validation_never_ran(
+        tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    log = RunLog(run)
+    log.event(0, "stage", stage=0, name="first")
+    for step in range(1, 6):
+        log.metrics(step, {"reward/mean": step / 10, "actor/lr": 2e-6, "actor/entropy": 1.0 / step})
+    log.event(3, "resume", checkpoint="step_000003")
+    calls = []
+    real_plot = report._plot
+    monkeypatch.setattr(report, "_plot", lambda path, title, ylabel, curves, resets, stages, resumes: (
+        calls.append((path.stem, stages, resumes)), real_plot(path, title, ylabel, curves, resets, stages, resumes)))
+    html = report.build_report(run).read_text()
+    assert "learning rate: 2e-06 at every step (constant, so not plotted)" in html
+    assert "lr" not in {c[0] for c in calls} and {c[0] for c in calls} == {"reward", "entropy"}
+    assert all(c[1] == [] and c[2] == [3.0] for c in calls)  # no line for the first stage's start; the resume drawn
+    assert "Validation has not run in this run" in html

@@ -9,8 +9,11 @@ listed on the page (a report should show what it can rather than fail). A plot w
 exist (yet, or in this configuration) is left out. Values the trainer logged as ``"nan"``/``"inf"``
 strings are plotted as gaps.
 
-Reference resets are drawn as red dashed vertical lines, stage changes as blue dotted ones, on every
-plot. A stage event is logged at the step before the stage's first step, so its line sits there.
+Reference resets are drawn as red dashed vertical lines, stage changes as blue dotted ones (not the
+first stage's start), resumes as green dash-dotted ones, on every plot. A stage event is logged at the
+step before the stage's first step, so its line sits there. Curves with identical points are drawn
+once, labelled with every name (a one-domain run's ``reward/mean`` and ``reward/math``); a learning
+rate that never changed is stated as a value instead of a flat plot. Legends sit outside the axes.
 """
 
 from __future__ import annotations
@@ -23,22 +26,25 @@ from pathlib import Path
 from prorl.errors import UserError
 
 PLOTS = [
-    # (file name, title, keys; a key ending in "/" selects every metric with that prefix)
-    ("reward", "Reward per domain", ["reward/"]),
-    ("accuracy", "Accuracy (score >= 1) per domain", ["accuracy/"]),
-    ("val_pass1", "Validation pass@1", ["val/pass@1/"]),
-    ("val_score", "Validation mean score", ["val/mean_score/"]),
-    ("entropy", "Policy entropy", ["actor/entropy"]),
-    ("kl", "KL to the reference", ["actor/kl"]),
-    ("clip", "Clip fractions", ["actor/clip_frac_low", "actor/clip_frac_high"]),
-    ("length", "Response length (tokens)", ["response/length_mean", "response/length_max"]),
-    ("truncated", "Truncated response fraction", ["response/truncated_frac"]),
-    ("zero_var", "Zero-variance group fraction", ["batch/zero_var_group_frac"]),
-    ("step_time", "Time per step (s)", ["time/step", "time/generate", "time/score", "time/logprobs", "time/update"]),
-    ("losses", "Losses", ["actor/pg_loss", "actor/kl_loss"]),
-    ("grad_norm", "Gradient norm", ["actor/grad_norm"]),
-    ("lr", "Learning rate", ["actor/lr"]),
-    ("throughput", "Rollout throughput (tokens/s)", ["perf/tokens_per_s"]),
+    # (file name, title, y-axis label, keys; a key ending in "/" selects every metric with that prefix)
+    ("reward", "Reward per domain", "mean reward", ["reward/"]),
+    ("accuracy", "Accuracy (score >= 1) per domain", "fraction correct", ["accuracy/"]),
+    ("val_pass1", "Validation pass@1 per domain", "pass@1", ["val/pass@1/"]),
+    ("val_score", "Validation mean score per domain", "mean score", ["val/mean_score/"]),
+    ("entropy", "Policy entropy", "nats per token", ["actor/entropy"]),
+    ("kl", "KL to the reference", "KL per token", ["actor/kl"]),
+    ("kl_share", "KL term's share of the loss", "share", ["actor/kl_share"]),
+    ("clip", "Clip fractions", "fraction of tokens", ["actor/clip_frac_low", "actor/clip_frac_high"]),
+    ("length", "Response length", "tokens", ["response/length_mean", "response/length_max"]),
+    ("truncated", "Truncated response fraction", "fraction of responses", ["response/truncated_frac"]),
+    ("zero_var", "Zero-variance group fraction", "fraction of groups", ["batch/zero_var_group_frac"]),
+    ("mismatch", "Sampler vs trainer", "per token", ["rollout/logprob_diff", "rollout/mismatch_kl"]),
+    ("step_time", "Time per step", "seconds", ["time/step", "time/generate", "time/score", "time/logprobs",
+                                               "time/update", "time/weight_push"]),
+    ("losses", "Losses", "loss", ["actor/pg_loss", "actor/kl_loss"]),
+    ("grad_norm", "Gradient norm", "L2 norm", ["actor/grad_norm"]),
+    ("lr", "Learning rate", "learning rate", ["actor/lr"]),
+    ("throughput", "Rollout throughput", "tokens/s", ["perf/tokens_per_s"]),
 ]
 
 
@@ -109,11 +115,35 @@ def series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
     return steps, values
 
 
-def _plot(path: Path, title: str, curves: list[tuple[str, list[float], list[float]]], resets: list[float],
-          stages: list[tuple[float, str]]) -> None:
+def distinct_curves(curves: list[tuple[str, list[float], list[float]]]) -> list[tuple[str, list[float], list[float]]]:
+    """Curves with identical points merged into one, labelled with every name (``reward/mean = reward/math``
+    in a one-domain run), so no curve hides under its duplicate.
+
+    >>> [c[0] for c in distinct_curves([("a", [1], [2.0]), ("b", [1], [2.0]), ("c", [1], [3.0])])]
+    ['a = b', 'c']
+    """
+    out: list[tuple[str, list[float], list[float]]] = []
+    for label, xs, ys in curves:
+        for i, (other, oxs, oys) in enumerate(out):
+            if oxs == xs and oys == ys:
+                out[i] = (f"{other} = {label}", oxs, oys)
+                break
+        else:
+            out.append((label, xs, ys))
+    return out
+
+
+def constant_value(curves) -> float | None:
+    """The value when every curve is one constant (a learning rate without warm-up), else None."""
+    values = {y for _, _, ys in curves for y in ys}
+    return values.pop() if len(values) == 1 else None
+
+
+def _plot(path: Path, title: str, ylabel: str, curves: list[tuple[str, list[float], list[float]]],
+          resets: list[float], stages: list[tuple[float, str]], resumes: list[float]) -> None:
     from matplotlib.figure import Figure  # a Figure without pyplot renders PNG with Agg, no global state
 
-    fig = Figure(figsize=(5.6, 3.2), dpi=100)
+    fig = Figure(figsize=(7.2, 3.4), dpi=100)
     ax = fig.add_subplot()
     for label, xs, ys in curves:
         marker = "o" if len(xs) < 30 else None
@@ -122,9 +152,12 @@ def _plot(path: Path, title: str, curves: list[tuple[str, list[float], list[floa
         ax.axvline(step, color="tab:red", linestyle="--", linewidth=1, label="reference reset" if i == 0 else None)
     for i, (step, name) in enumerate(stages):
         ax.axvline(step, color="tab:blue", linestyle=":", linewidth=1.2, label="stage change" if i == 0 else None)
+    for i, step in enumerate(resumes):
+        ax.axvline(step, color="tab:green", linestyle="-.", linewidth=1, label="resumed" if i == 0 else None)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("step")
-    ax.legend(fontsize=7, loc="best")
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # outside the data
     fig.tight_layout()
     fig.savefig(path)
 
@@ -144,14 +177,19 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
 
     resets = [float(e["step"]) for e in events if e.get("event") == "reset" and _number(e.get("step")) is not None]
     stages = [(float(e["step"]), str(e.get("name", e.get("stage", "")))) for e in events
-              if e.get("event") == "stage" and _number(e.get("step")) is not None]
+              if e.get("event") == "stage" and _number(e.get("step")) is not None and float(e["step"]) > 0]
+    resumes = [float(e["step"]) for e in events if e.get("event") == "resume" and _number(e.get("step")) is not None]
     images = []
-    for name, title, patterns in PLOTS:
+    for name, title, ylabel, patterns in PLOTS:
         curves = [(k, *series(metrics, k)) for k in select_keys(metrics, patterns)]
-        curves = [c for c in curves if c[1]]
+        curves = distinct_curves([c for c in curves if c[1]])
         if not curves:
             continue
-        _plot(out / f"{name}.png", title, curves, resets, stages)
+        constant = constant_value(curves) if len(curves[0][1]) > 1 else None
+        if constant is not None and name == "lr":
+            notes.append(f"learning rate: {constant:g} at every step (constant, so not plotted)")
+            continue
+        _plot(out / f"{name}.png", title, ylabel, curves, resets, stages, resumes)
         images.append((f"{name}.png", title))
     config = (run / "config.yaml").read_text(errors="replace") if (run / "config.yaml").exists() else None
     page = out / "index.html"
@@ -192,7 +230,8 @@ def _html(run: Path, metrics, events, images, notes, config) -> str:
         val = ("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>"
                + "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r) + "</tr>" for r in rows) + "</table>")
     else:
-        val = "<p>(no validation yet)</p>"
+        val = ("<p>Validation has not run in this run (validation.every is 0, or there are no validation problems, "
+               "or the first validation step has not been reached).</p>")
     shown = [ev for ev in events if ev.get("event") in ("reset", "stage", "skip", "resume")]
     ev_rows = "".join(
         f"<tr><td>{_cell(ev.get('step'))}</td><td>{e(str(ev.get('event')))}</td><td>"
@@ -205,14 +244,16 @@ def _html(run: Path, metrics, events, images, notes, config) -> str:
     cfg = f"<h2>Config</h2><pre>{e(config)}</pre>" if config is not None else ""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>prorl report: {e(run.name)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} figure{{display:inline-block;margin:4px}}
+<style>body{{font-family:sans-serif;margin:1.5em;max-width:none}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}
+.plots{{display:grid;grid-template-columns:repeat(auto-fill,minmax(620px,1fr));gap:8px}}
+figure{{margin:0}} figure img{{width:100%;height:auto}}
 figcaption{{font-size:small;text-align:center}} pre{{background:#f6f6f6;padding:1em}}</style></head><body>
 <h1>Run {e(str(run))}</h1>
 {summary}
-<p>Red dashed lines: reference resets. Blue dotted lines: stage changes.</p>
+<p>Red dashed lines: reference resets. Blue dotted lines: stage changes. Green dash-dotted lines: resumes.</p>
 {'<ul>' + note_list + '</ul>' if notes else ''}
-<h2>Training curves</h2><div>{plots}</div>
+<h2>Training curves</h2><div class="plots">{plots}</div>
 <h2>Validation</h2>{val}
 <h2>Events</h2>{ev_table}
 {cfg}
