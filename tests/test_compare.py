@@ -150,7 +150,13 @@ def test_command_writes_json_html_and_images(three, tmp_path, capsys):
         assert f"src='{name}'" in page
     assert "http" not in page  # no network resources
     for task, regime in EXPECTED.items():
-        assert any(line.startswith(task) and line.rstrip().endswith(regime) for line in stdout.splitlines())
+        assert any(line.startswith(task) and line.rstrip().removesuffix("  (MID beat FINAL)").endswith(regime)
+                   for line in stdout.splitlines())
+    # MID was better than FINAL on these two (pass@128 0.7 vs 0.5 and 0.6 vs 0.5): flagged on the page and here
+    assert saved["mid_beats_final"] == ["decline", "diminish"]
+    assert page.count("MID beat FINAL</td>") == 2 and "MID beat FINAL (by >= 0.02" in stdout
+    assert "<th>pass@1 mid</th>" in page and "<th>pass@128 final</th>" in page and "<th>problems</th>" in page
+    assert all(r["problems"] == 10 for r in saved["tasks"].values())
     assert "boundary expansion (base pass@k = 0 at every k, final > 0): expand" in stdout
 
 
@@ -183,3 +189,12 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys, content, error):
 def test_wrong_number_of_files(tmp_path, capsys):
     with pytest.raises(UserError, match="BASE.json"):
         run_cli([tmp_path / "a.json"], tmp_path / "o", capsys)
+
+
+def test_a_task_never_solved_by_either_is_unsolved_not_decline():
+    never = problems((10, 0))
+    base, final = make_result({"hard": never, "ok": problems((5, 1), (5, 0))}), \
+        make_result({"hard": never, "ok": problems((8, 3), (2, 0))})
+    a = cmp.compare_results(base, final)
+    assert a["tasks"]["hard"]["regime"] == "Unsolved" and a["tasks"]["ok"]["regime"] != "Unsolved"
+    assert a["mid_beats_final"] == [] and a["tasks"]["hard"]["problems"] == 10

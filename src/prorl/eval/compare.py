@@ -11,6 +11,8 @@ the output says so.
 Regimes, per task, with ``d = pass@K(FINAL) - pass@K(BASE)`` (thresholds are options and are written
 into the output):
 
+- **Unsolved**: pass@K is 0 for both BASE and FINAL: no sample of any of its problems was ever right, so
+  there is no boundary to compare (listed apart, not as a decline).
 - **Diminish**: ``d < min_gain`` and pass@1 rose: the boundary fell or stayed where it was (the
   paper's "decreased or unchanged") while RL sharpened the model on what it already solved.
 - **Decline**: ``d < min_gain`` and pass@1 did not rise (no better at either; not one of the paper's
@@ -26,6 +28,9 @@ The correlation between the base model's pass@K and the gain ``d`` across tasks 
 helps most where the base model is weakest) is reported as Pearson's r and Spearman's rho with
 their p-values (``scipy.stats``); with fewer than 3 tasks, or when either side is constant, both are
 NaN (written as ``null``) with a note.
+
+A task is flagged ``mid_beats_final`` when MID's pass@1 or pass@K exceeds FINAL's by at least
+``plateau_gain``: the later training lost ground, the signal to stop or reset earlier.
 
 A task is a *boundary expansion* when the base model's pass@k is 0 at every k while the final
 model's is not: problems the base model never solved in ``n`` samples.
@@ -100,8 +105,12 @@ def classify(base_p1: float, base_pk: float, final_p1: float, final_pk: float, m
     'Sustained'
     >>> classify(0.2, 0.5, 0.4, 0.8)
     'Undetermined'
+    >>> classify(0.0, 0.0, 0.0, 0.0)
+    'Unsolved'
     """
     tie = 1e-9  # a difference equal to a threshold, up to rounding, counts as reaching it
+    if base_pk == 0 and final_pk == 0:
+        return "Unsolved"
     if final_pk - base_pk < min_gain - tie:
         return "Diminish" if final_p1 > base_p1 else "Decline"
     if mid_pk is None:
@@ -170,6 +179,10 @@ def compare_results(base: dict, final: dict, mid: dict | None = None, *, k: int 
         row["gain@1"] = row["final_pass@1"] - row["base_pass@1"]
         row["regime"] = classify(row["base_pass@1"], row["base_pass@K"], row["final_pass@1"], row["final_pass@K"],
                                  row["mid_pass@K"], min_gain=min_gain, plateau_gain=plateau_gain)
+        row["problems"] = f.get("count", b.get("count"))
+        row["mid_beats_final"] = m is not None and (
+            row["mid_pass@K"] - row["final_pass@K"] >= plateau_gain - 1e-9
+            or row["mid_pass@1"] - row["final_pass@1"] >= plateau_gain - 1e-9)
         rows[task] = row
     expansion = [t for t in tasks
                  if all(v == 0 for v in base["tasks"][t]["pass@k"].values())
@@ -187,6 +200,7 @@ def compare_results(base: dict, final: dict, mid: dict | None = None, *, k: int 
             "Plateau": f"otherwise, pass@{k_ref}(FINAL) - pass@{k_ref}(MID) < {plateau_gain} (needs MID)",
             "Sustained": f"otherwise, pass@{k_ref}(FINAL) - pass@{k_ref}(MID) >= {plateau_gain} (needs MID)",
             "Undetermined": "otherwise, when no MID was given",
+            "Unsolved": f"pass@{k_ref} is 0 for BASE and FINAL (checked first)",
         },
         "has_mid": mid is not None,
         "notes": notes,
@@ -194,6 +208,7 @@ def compare_results(base: dict, final: dict, mid: dict | None = None, *, k: int 
         "tasks": rows,
         "correlation": {"x": f"base pass@{k_ref}", "y": f"pass@{k_ref} gain (FINAL - BASE)", **corr},
         "boundary_expansion": expansion,
+        "mid_beats_final": [t for t in tasks if rows[t]["mid_beats_final"]],
     }
 
 
@@ -218,16 +233,22 @@ def _fmt(x) -> str:
 def format_table(analysis: dict) -> str:
     """The regime table and the boundary-expansion list as plain text (what the command prints)."""
     K = analysis["k"]
-    head = f"{'task':<28} {'pass@1 base':>11} {'final':>7} {f'pass@{K} base':>13} {'mid':>7} {'final':>7} {'gain':>7}  regime"
+    k1, kb, km, kf = "pass@1 base", f"pass@{K} base", f"pass@{K} mid", f"pass@{K} final"
+    head = (f"{'task':<28} {'problems':>8} {k1:>11} {'pass@1 final':>12} {kb:>13} {km:>12} {kf:>14} "
+            f"{'gain':>7}  regime")
     lines = [head, "-" * len(head)]
     for task, r in analysis["tasks"].items():
-        lines.append(f"{task[:28]:<28} {_fmt(r['base_pass@1']):>11} {_fmt(r['final_pass@1']):>7} "
-                     f"{_fmt(r['base_pass@K']):>13} {_fmt(r['mid_pass@K']):>7} {_fmt(r['final_pass@K']):>7} "
-                     f"{r['gain@K']:>+7.3f}  {r['regime']}")
+        lines.append(f"{task[:28]:<28} {str(r.get('problems', '-')):>8} {_fmt(r['base_pass@1']):>11} "
+                     f"{_fmt(r['final_pass@1']):>12} {_fmt(r['base_pass@K']):>13} {_fmt(r['mid_pass@K']):>12} "
+                     f"{_fmt(r['final_pass@K']):>14} {r['gain@K']:>+7.3f}  {r['regime']}"
+                     + ("  (MID beat FINAL)" if r.get("mid_beats_final") else ""))
     lines.append("")
     lines.append("regimes: " + ", ".join(f"{k} {v}" for k, v in sorted(analysis["regime_counts"].items())))
     exp = analysis["boundary_expansion"]
     lines.append(f"boundary expansion (base pass@k = 0 at every k, final > 0): {', '.join(exp) if exp else 'none'}")
+    if analysis["mid_beats_final"]:
+        lines.append(f"MID beat FINAL (by >= {analysis['thresholds']['plateau_gain']} at pass@1 or pass@{K}; stop or "
+                     f"reset earlier?): {', '.join(analysis['mid_beats_final'])}")
     c = analysis["correlation"]
     lines.append(f"correlation of {c['x']} with the gain over {c['tasks']} tasks: "
                  f"Pearson r={_fmt_nan(c['pearson_r'])} (p={_fmt_nan(c['pearson_p'])}), "
@@ -282,18 +303,20 @@ def _plot_histograms(path: Path, series: list[tuple[str, list[float]]]) -> None:
 def _plot_scatter(path: Path, analysis: dict) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.0, 3.6), dpi=100)
+    fig = Figure(figsize=(7.0, 4.2), dpi=100)
     ax = fig.add_subplot()
     colours = {"Diminish": "tab:red", "Decline": "tab:purple", "Plateau": "tab:orange", "Sustained": "tab:green",
-               "Undetermined": "tab:grey"}
+               "Undetermined": "tab:grey", "Unsolved": "black"}
     for regime, colour in colours.items():
-        pts = [(r["base_pass@K"], r["gain@K"]) for r in analysis["tasks"].values() if r["regime"] == regime]
+        pts = [(t, r["base_pass@K"], r["gain@K"]) for t, r in analysis["tasks"].items() if r["regime"] == regime]
         if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=colour, label=regime, s=18)
+            ax.scatter([p[1] for p in pts], [p[2] for p in pts], color=colour, label=regime, s=18)
+            for task, x, y in pts:  # every point says which task it is
+                ax.annotate(task, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.axhline(0, color="black", linewidth=0.5)
     ax.set_xlabel(analysis["correlation"]["x"])
     ax.set_ylabel(analysis["correlation"]["y"])
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path)
 
@@ -331,10 +354,12 @@ def _html(a: dict) -> str:
     e = html.escape
     K = a["k"]
     rows = "".join(
-        f"<tr><td>{e(t)}</td><td>{e(str(r['domain']))}</td><td>{_fmt(r['base_pass@1'])}</td>"
+        f"<tr><td>{e(t)}</td><td>{e(str(r['domain']))}</td><td>{e(str(r.get('problems', '-')))}</td>"
+        f"<td>{_fmt(r['base_pass@1'])}</td>"
         f"<td>{_fmt(r['mid_pass@1'])}</td><td>{_fmt(r['final_pass@1'])}</td><td>{_fmt(r['base_pass@K'])}</td>"
         f"<td>{_fmt(r['mid_pass@K'])}</td><td>{_fmt(r['final_pass@K'])}</td><td>{r['gain@K']:+.3f}</td>"
-        f"<td class='{e(r['regime'])}'>{e(r['regime'])}</td></tr>"
+        f"<td class='{e(r['regime'])}'>{e(r['regime'])}</td>"
+        f"<td>{'MID beat FINAL' if r.get('mid_beats_final') else ''}</td></tr>"
         for t, r in a["tasks"].items()
     )
     rules = "".join(f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in a["rules"].items())
@@ -347,16 +372,19 @@ def _html(a: dict) -> str:
         "<p>(no per-problem records)</p>"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>prorl compare</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse}}
+<style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} td:first-child{{text-align:left}}
-.Diminish{{color:#c00}} .Decline{{color:#808}} .Sustained{{color:#070}} .Plateau{{color:#b60}}
+.Diminish{{color:#c00}} .Decline{{color:#808}} .Sustained{{color:#070}} .Plateau{{color:#b60}} .Unsolved{{color:#666}}
 img{{margin:4px;border:1px solid #eee}}</style></head><body>
 <h1>Boundary analysis (pass@{K})</h1>
 <ul>{inputs}</ul>
 <h2>Regimes</h2><p>Thresholds: min_gain = {a['thresholds']['min_gain']},
 plateau_gain = {a['thresholds']['plateau_gain']} (absolute pass@{K}).</p><ul>{rules}</ul>
-<table><tr><th>task</th><th>domain</th><th>pass@1 base</th><th>mid</th><th>final</th><th>pass@{K} base</th>
-<th>mid</th><th>final</th><th>gain</th><th>regime</th></tr>{rows}</table>
+<table><tr><th>task</th><th>domain</th><th>problems</th><th>pass@1 base</th><th>pass@1 mid</th><th>pass@1 final</th>
+<th>pass@{K} base</th><th>pass@{K} mid</th><th>pass@{K} final</th><th>pass@{K} gain</th><th>regime</th>
+<th>flag</th></tr>{rows}</table>
+<p>Flag "MID beat FINAL": the intermediate checkpoint's pass@1 or pass@{K} is higher than the final one's by at
+least plateau_gain, the sign to stop or reset earlier.</p>
 <h2>Boundary expansion</h2><p>Tasks where the base model's pass@k is 0 at every k and the final model's is not: {exp}</p>
 <h2>Base pass@{K} vs gain</h2>
 <p>Pearson r = {_fmt_nan(c['pearson_r'])} (p = {_fmt_nan(c['pearson_p'])}), Spearman rho = {_fmt_nan(c['spearman_rho'])}
