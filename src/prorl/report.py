@@ -159,7 +159,7 @@ def _plot(path: Path, title: str, ylabel: str, curves: list[tuple[str, list[floa
     ax.set_ylabel(ylabel, fontsize=8)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # outside the data
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # the legend beside the axes stays in the image
 
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:

@@ -318,7 +318,7 @@ def _plot_scatter(path: Path, analysis: dict) -> None:
     ax.set_ylabel(analysis["correlation"]["y"])
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
 
 
 def write_compare(analysis: dict, labelled: list[tuple[str, str, dict]], out_dir: str | Path) -> Path:
