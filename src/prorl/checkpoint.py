@@ -39,7 +39,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def save_checkpoint(run_dir: str | Path, step: int, *, policy, reference, tokenizer, trainer_state: dict,
-                    keep_last: int = 2) -> Path:
+                    keep_last: int = 2, lora=None, lora_merged: bool = False) -> Path:
     """Write checkpoint ``step`` atomically, point ``latest`` at it, delete all but the newest ``keep_last``.
 
     A full disk (or quota) while writing is a :class:`~prorl.errors.UserError` saying so, with the path and
@@ -52,10 +52,15 @@ def save_checkpoint(run_dir: str | Path, step: int, *, policy, reference, tokeni
     final, tmp = root / name, root / f"{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        policy.save_pretrained(tmp / "policy")
-        tokenizer.save_pretrained(tmp / "policy")
-        if reference is not None:
-            reference.save_pretrained(tmp / "reference")
+        if lora is not None:  # the adapters (PEFT format), and the merged weights when asked
+            from prorl.lora import save_adapters
+
+            save_adapters(lora, tmp / "adapter", merged_to=tmp / "policy" if lora_merged else None, tokenizer=tokenizer)
+        else:
+            policy.save_pretrained(tmp / "policy")
+            tokenizer.save_pretrained(tmp / "policy")
+            if reference is not None:
+                reference.save_pretrained(tmp / "reference")
         torch.save(trainer_state, tmp / "trainer_state.pt")
     except (OSError, RuntimeError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -59,6 +59,13 @@ class ModelConfig:
                                "weights' dtype or autocast.")
     device: str = _f("auto", "Where the policy, reference and generation copy live: auto (cuda when available), cpu, "
                              "cuda or cuda:N.")
+    lora_rank: int = _f(0, "Train LoRA adapters of this rank (>= 0) through peft, the base weights frozen; the "
+                           "reference is a second adapter on the same base (0: full fine-tuning).")
+    lora_alpha: float = _f(16.0, "LoRA scaling alpha (> 0).")
+    lora_targets: list = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                            "Module names that get LoRA adapters (peft's target_modules).")
+    lora_export_merged: bool = _f(False, "LoRA: also write each checkpoint's merged weights to policy/ (a plain "
+                                         "transformers model); the adapters are in adapter/ either way.")
 
 
 @dataclass(frozen=True)
@@ -441,6 +448,10 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
          m.attn_implementation)
     need(re.fullmatch(r"auto|(cpu|cuda)(:\d+)?", m.device) is not None, "model.device", "auto, cpu, cuda or cuda:N",
          m.device)
+    need(_int(m.lora_rank) and m.lora_rank >= 0, "model.lora_rank", "an integer >= 0 (0: no LoRA)", m.lora_rank)
+    need(_number(m.lora_alpha) and m.lora_alpha > 0, "model.lora_alpha", "a number > 0", m.lora_alpha)
+    need(isinstance(m.lora_targets, list) and m.lora_targets and all(isinstance(t, str) for t in m.lora_targets),
+         "model.lora_targets", "a non-empty list of module names", m.lora_targets)
 
     need(_int(d.val_size) and d.val_size >= 0, "data.val_size", "an integer >= 0", d.val_size)
     need(_number(d.val_fraction) and 0 <= d.val_fraction < 1, "data.val_fraction", "a fraction in [0, 1)",

@@ -75,6 +75,8 @@ class Run:
     val_problems: list[Problem]
     sampler: object = None
     sandbox_metrics: dict = field(default_factory=dict)
+    peft_model: object = None
+    """The ``PeftModel`` around ``policy`` in a LoRA run (``model.lora_rank > 0``), else None."""
 
     @property
     def total_steps(self) -> int:
@@ -115,16 +117,27 @@ def open_run(cfg: Config, resume: bool) -> Run:
     stage = stages[max(state.stage, 0)]
 
     torch.manual_seed(cfg.train.seed)
-    policy, tokenizer = load_policy(ckpt / "policy" if ckpt else cfg.model.path, dtype=cfg.model.dtype,
+    lora = cfg.model.lora_rank > 0
+    peft_model = None
+    policy, tokenizer = load_policy(ckpt / "policy" if ckpt and not lora else cfg.model.path, dtype=cfg.model.dtype,
                                     attn_implementation=cfg.model.attn_implementation,
                                     device=resolve_device(cfg.model.device))
     if cfg.model.gradient_checkpointing:  # the method's newer name where transformers has it
         getattr(policy, "activation_checkpointing_enable", policy.gradient_checkpointing_enable)()
-    reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.algo.kl_beta > 0 else None
+    if lora:  # adapters on the frozen base; the reference is a second adapter (prorl.lora)
+        from prorl.lora import AdapterReference, add_lora, load_adapters
+
+        peft_model = add_lora(policy, cfg.model, with_reference=cfg.algo.kl_beta > 0)
+        if ckpt:
+            load_adapters(peft_model, ckpt / "adapter")
+        policy = peft_model.get_base_model()
+        reference = AdapterReference(peft_model) if cfg.algo.kl_beta > 0 else None
+    else:
+        reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.algo.kl_beta > 0 else None
     engine = make_engine(cfg.rollout, policy, tokenizer)
     optimizer, scheduler = make_optimizer(policy, stage.cfg)
     if saved is not None:
-        if reference is not None:
+        if reference is not None and not lora:
             load_weights_into(reference, ckpt / "reference")
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -146,13 +159,14 @@ def open_run(cfg: Config, resume: bool) -> Run:
         log.event(0, "restart", reason="no checkpoint to resume from: started again from step 0")
         print(f"{run_dir} has no checkpoint: starting it again from step 0 (the logs of the lost steps are removed)")
     run = Run(cfg, run_dir, log, stages, stage, policy, reference, engine, tokenizer, optimizer, scheduler, None,
-              state, train_problems, val_problems)
+              state, train_problems, val_problems, peft_model=peft_model)
     run.sandbox_metrics = sandbox_status(train_problems, log, state.step)
     run.pool = ScoringPool(stage.cfg.reward.workers, timeout_s=stage.cfg.reward.timeout_s, custom=cfg.reward.custom)
     return run
 
 
-FIXED_ON_RESUME = ("model.dtype", "model.chat_template", "train.seed", "rollout.dtype", "rollout.engine", "data.")
+FIXED_ON_RESUME = ("model.dtype", "model.chat_template", "model.lora_rank", "model.lora_alpha", "model.lora_targets",
+                   "train.seed", "rollout.dtype", "rollout.engine", "data.")
 """Settings a resumed run must keep: they decide the weights' precision, the draws and the data order."""
 
 
@@ -219,6 +233,7 @@ def save(run: Run, step: int) -> None:
     """
     state = vars(run.state) | {"sampler": run.sampler.state_dict()}
     path = save_checkpoint(run.dir, step, policy=run.policy, reference=run.reference, tokenizer=run.tokenizer,
+                           lora=run.peft_model, lora_merged=run.cfg.model.lora_export_merged,
                            keep_last=run.stage.cfg.checkpoint.keep_last,
                            trainer_state={"train_state": state, "optimizer": run.optimizer.state_dict(),
                                           "scheduler": run.scheduler.state_dict(), "config": dump_yaml(run.cfg)})

@@ -220,7 +220,7 @@ def train_step(run: Run, step: int) -> dict:
     how = LogprobSettings.of(cfg)
     # One optimizer step on the batch: its first forward pass gives the old log-probs (update_policy takes None).
     old_logprobs = None if single_update(cfg, batch) else batch_logprobs(run.policy, batch, how)  # [B, T]
-    ref_logprobs = batch_logprobs(run.reference, batch, how) if run.reference is not None else None
+    ref_logprobs = reference_logprobs(run.reference, batch, how)
     metrics["time/logprobs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     coef = entropy_coef(run)
@@ -240,6 +240,15 @@ def train_step(run: Run, step: int) -> dict:
     if rollouts_due:
         run.log.rollouts(step, kept, cfg.log.rollouts_per_step)
     return metrics
+
+
+def reference_logprobs(reference, batch, how):
+    """The reference's log-probs of the batch (None without a reference): its own model, or a LoRA adapter."""
+    if reference is None:
+        return None
+    if hasattr(reference, "logprobs"):  # prorl.lora.AdapterReference
+        return reference.logprobs(batch, how)
+    return batch_logprobs(reference, batch, how)
 
 
 def entropy_coef(run: Run) -> float:
@@ -323,8 +332,12 @@ def run_summary(run_dir) -> list[str]:
     else:
         lines.append("validation: never ran (validation.every=0 or no validation problems)")
     ckpt = latest_checkpoint(run_dir)
-    lines.append(f"final checkpoint: {ckpt if ckpt else 'none'}" + (f" (load with from_pretrained: {ckpt / 'policy'})"
-                                                                     if ckpt else ""))
+    how = ""
+    if ckpt and (ckpt / "policy").is_dir():
+        how = f" (load with from_pretrained: {ckpt / 'policy'})"
+    elif ckpt and (ckpt / "adapter").is_dir():
+        how = f" (LoRA adapter in PEFT format: {ckpt / 'adapter'})"
+    lines.append(f"final checkpoint: {ckpt if ckpt else 'none'}{how}")
     return lines
 
 

@@ -181,7 +181,8 @@ class UnstableUpdate(UserError):
 
 def make_optimizer(model, cfg: Config):
     """A fresh AdamW and its constant-after-warm-up schedule (also what a hard reset rebuilds)."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
+    trainable = [p for p in model.parameters() if p.requires_grad]  # all of them, or a LoRA adapter's
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, betas=tuple(cfg.train.betas),
                                   weight_decay=cfg.train.weight_decay)
     warmup = cfg.train.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
@@ -189,5 +190,9 @@ def make_optimizer(model, cfg: Config):
 
 
 def reset_reference(policy, reference) -> None:
-    """Hard reset of the reference: it becomes an exact copy of the current policy (the KL is 0 right after)."""
+    """Hard reset of the reference: it becomes an exact copy of the current policy (the KL is 0 right after).
+    A LoRA reference (:class:`prorl.lora.AdapterReference`) copies the policy's adapter."""
+    if hasattr(reference, "reset"):
+        reference.reset()
+        return
     reference.load_state_dict(policy.state_dict())
