@@ -78,3 +78,11 @@ def test_lora_run_checkpoints_peft_adapters_resumes_exactly_and_exports_merged(w
         a, m, p = adapted(input_ids=ids).logits, merged(input_ids=ids).logits, plain(input_ids=ids).logits
     torch.testing.assert_close(a, m, rtol=1e-4, atol=1e-5)
     assert (a - p).abs().max() > 1e-4  # training changed the adapter: not the base model
+
+
+def test_lora_with_a_bfloat16_generation_copy(warm_model, tmp_path):
+    """The generation copy in another dtype gets the adapted weights pushed like any model's."""
+    cfg = tiny_config(warm_model, tmp_path / "run", *LORA, "rollout.dtype=bfloat16", "train.steps=2",
+                      "validation.every=0", "train.lr=1e-3")
+    last = train(cfg)
+    assert last["actor/updates"] >= 1 and abs(last["rollout/logprob_diff"]) < 0.1
