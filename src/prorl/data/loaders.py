@@ -50,7 +50,7 @@ from prorl.data.adapters import ADAPTERS, DETECT_ROWS, FieldError, SkippedRow, d
 from prorl.data.schema import Problem, known_domains
 from prorl.errors import ConfigError, DataError
 
-FORMATS = ".jsonl, .jsonl.gz, .parquet, a directory saved by datasets' save_to_disk, or hf:NAME[:SPLIT]"
+FORMATS = ".jsonl, .jsonl.gz, .parquet, or a directory saved by datasets' save_to_disk (or hf:NAME[:SPLIT])"
 
 HUB_PREFIX = "hf:"
 """A data path ``hf:NAME[:SPLIT]`` (or ``hf:NAME:CONFIG:SPLIT``) is read with ``datasets.load_dataset``: a hub
