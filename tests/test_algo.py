@@ -383,3 +383,16 @@ def test_length_penalty_schedule():
 
     assert [length_penalty_on(s, [1, 2]) for s in range(1, 7)] == [True, False, False, True, False, False]
     assert all(length_penalty_on(s, [3, 0]) for s in range(1, 10)) and length_penalty_on(5, [])
+
+
+def test_weight_quantiles_equal_torch_quantile_and_take_a_paper_sized_batch():
+    from prorl.algo import _quantiles, rollout_correction
+
+    values = torch.rand(1001, generator=torch.Generator().manual_seed(0))
+    for q, got in zip((0.0, 0.37, 0.5, 0.99, 1.0), _quantiles(values, (0.0, 0.37, 0.5, 0.99, 1.0))):
+        assert float(got) == pytest.approx(float(torch.quantile(values, q)), rel=1e-6)
+    # 256 prompts x 16 samples x 8k tokens is over torch.quantile's 2**24-element limit: the metrics still come out
+    n = 2**24 + 7
+    old = torch.zeros(1, n)
+    _, m = rollout_correction(old, old - 0.5, torch.ones(1, n), "token_tis")
+    assert float(m["weight_p50"]) == pytest.approx(math.exp(0.5), rel=1e-6)
