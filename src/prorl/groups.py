@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from prorl.algo import cosine_length_reward
 from prorl.config import RewardConfig
 from prorl.data.schema import Problem
 from prorl.rollout import Engine, RandomStream, Rollout, Sampling
@@ -29,8 +30,6 @@ def shaped_reward(reward_cfg: RewardConfig, problem: Problem, verdict: Verdict, 
     """Training's reward: the verifier's score, shaped: logic binarised when asked; with ``length_penalty`` the
     cosine length reward (:func:`prorl.algo.cosine_length_reward` of the score and the ``length`` of ``max_length``
     tokens); a fixed reward for truncated responses."""
-    from prorl.algo import cosine_length_reward
-
     score = float(verdict.score)
     if problem.domain == "logic" and reward_cfg.binarize_logic:
         score = 1.0 if score >= 1.0 else 0.0

@@ -131,7 +131,8 @@ class VLLMEngine:
         limit = self.llm.model_config.max_model_len
         fits = [len(p) < limit for p in prompt_ids]
         if not all(fits):
-            warnings.warn(f"{fits.count(False)} prompt(s) of {max(len(p) for p in prompt_ids)}+ tokens leave no room "
+            shortest = min(len(p) for p, ok in zip(prompt_ids, fits) if not ok)
+            warnings.warn(f"{fits.count(False)} prompt(s) of {shortest}+ tokens leave no room "
                           f"for a response within rollout.vllm.max_model_len={limit}: their samples are empty")
         params = [self.vllm.SamplingParams(
             n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_new_tokens,
