@@ -52,13 +52,15 @@ class RunLog:
 
     def metrics(self, step: int, values: dict) -> None:
         self._append(self.metrics_path, {"step": step, **values})
+        clean = {k: _clean(v) for k, v in values.items()} if self.trackers else {}
         for tracker in self.trackers:
-            tracker.metrics(step, {k: _clean(v) for k, v in values.items()})
+            tracker.metrics(step, clean)
 
     def event(self, step: int, event: str, **fields) -> None:
         self._append(self.events_path, {"step": step, "time": round(time.time(), 3), "event": event, **fields})
+        clean = {k: _clean(v) for k, v in fields.items()} if self.trackers else {}
         for tracker in self.trackers:
-            tracker.event(step, event, {k: _clean(v) for k, v in fields.items()})
+            tracker.event(step, event, clean)
 
     def close(self) -> None:
         """Close the trackers (the JSONL files need nothing)."""
