@@ -7,10 +7,12 @@ response is the last ``T`` columns (see :mod:`prorl.policy`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
+from prorl.dist import SINGLE, Dist, is_sharded, reshard
 from prorl.groups import Groups
 from prorl.logprobs import DEFAULT_CHUNK_TOKENS, token_logprobs
 from prorl.policy import fast_bf16, resolve_device
@@ -28,6 +30,15 @@ def step_seed(seed: int, step: int, salt: int = 0) -> int:
     (7919, 7920)
     """
     return (seed * 1_000_003 + step * 7_919 + salt) % (2**63)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank ``rank``'s share of work seeded ``seed``: rank 0 keeps ``seed`` (world size 1 is unchanged).
+
+    >>> rank_seed(7919, 0), rank_seed(7919, 1) != rank_seed(7919, 2)
+    (7919, True)
+    """
+    return seed if rank == 0 else (seed * 1_000_003 + rank * 104_729) % (2**63)
 
 
 @dataclass
@@ -92,6 +103,8 @@ def micro_batches(batch: Batch, rows: torch.Tensor, max_sequences: int, max_toke
     response), what :func:`trimmed` leaves) stays within ``max_tokens``; a row longer than the budget goes alone.
     Either way every row is in exactly one micro-batch, and the step's loss does not depend on the split.
     """
+    if len(rows) == 0:
+        return []
     if max_tokens <= 0:
         return list(rows.split(max_sequences))
     T = batch.num_response_tokens
@@ -141,24 +154,45 @@ def logprobs_of(model, batch: Batch, rows: torch.Tensor, how: LogprobSettings, *
     """Per-token log-probs (and entropy, differentiable with ``entropy_grad``) of ``rows``, ``[b, T]``, 0 past each
     response's end."""
     ids, am, rm, t = trimmed(batch, rows)
+    forward = model if is_sharded(model) else functools.partial(token_logprobs, model)  # FSDP2 runs the root's hooks
     with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=how.autocast):
-        lp, ent = token_logprobs(model, ids, am, t, temperature=how.temperature, with_entropy=with_entropy,
-                                 response_mask=rm, chunk_tokens=how.chunk_tokens, fp32_head=how.fp32_head,
-                                 entropy_grad=entropy_grad)
+        lp, ent = forward(ids, am, t, temperature=how.temperature, with_entropy=with_entropy,
+                          response_mask=rm, chunk_tokens=how.chunk_tokens, fp32_head=how.fp32_head,
+                          entropy_grad=entropy_grad)
     pad = batch.num_response_tokens - t
     lp = torch.nn.functional.pad(lp, (0, pad))  # [b, T]
     ent = torch.nn.functional.pad(ent, (0, pad)) if ent is not None else None
     return lp, ent
 
 
+def idle_pass(model, how: LogprobSettings, *, backward: bool) -> None:
+    """A forward pass (and with ``backward`` a backward pass of zero) on a two-token dummy sequence: what a rank
+    with fewer micro-batches than the others runs, so every rank takes part in the same FSDP2 collectives. It
+    changes no gradient."""
+    device = next(model.parameters()).device
+    ids = torch.zeros(1, 2, dtype=torch.long, device=device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=how.autocast):
+        lp, _ = model(ids, torch.ones_like(ids), 1, temperature=how.temperature, chunk_tokens=how.chunk_tokens,
+                      fp32_head=how.fp32_head)
+    if backward:
+        (lp.sum() * 0.0).backward()
+
+
 @torch.no_grad()
-def batch_logprobs(model, batch: Batch, how: LogprobSettings) -> torch.Tensor:
-    """Log-probs of the whole batch under ``model``, micro-batch by micro-batch: ``[B, T]``."""
+def batch_logprobs(model, batch: Batch, how: LogprobSettings, dist: Dist = SINGLE) -> torch.Tensor:
+    """Log-probs of the whole batch under ``model``, micro-batch by micro-batch: ``[B, T]``. With several ranks each
+    runs as many passes as the rank with the most micro-batches (:func:`idle_pass` for the missing ones)."""
     was_training = model.training
     model.eval()
     out = torch.zeros(batch.response_mask.shape, dtype=torch.float32, device=batch.response_mask.device)
-    for rows in how.split(batch, torch.arange(len(batch.problems))):
+    parts = how.split(batch, torch.arange(len(batch.problems)))
+    passes = int(dist.max([len(parts)])[0]) if dist.enabled else len(parts)  # agreed before the first pass
+    for rows in parts:
         out[rows] = logprobs_of(model, batch, rows, how)[0]
+    for _ in range(passes - len(parts)):
+        idle_pass(model, how, backward=False)
+    if is_sharded(model):
+        reshard(model)  # no backward follows: the root unit would stay gathered
     model.train(was_training)
     return out
 
@@ -169,22 +203,30 @@ def logprob_diff(logprobs: torch.Tensor, batch: Batch) -> float:
     return float(diff.sum() / batch.response_mask.sum().clamp(min=1))
 
 
-def sample_metrics(samples: Groups) -> dict:
-    """Reward, accuracy, length and verifier metrics over every sample generated in a step."""
+def sample_metrics(samples: Groups, dist: Dist = SINGLE) -> dict:
+    """Reward, accuracy, length and verifier metrics over every sample generated in a step (by every rank: the
+    samples' few numbers are gathered; the times are the slowest rank's)."""
     m: dict[str, float] = {}
-    rewards, problems, verdicts = samples.rewards, samples.problems, samples.verdicts
+    rewards, domains = samples.rewards, [p.domain for p in samples.problems]
+    statuses = [v.status for v in samples.verdicts]
     lengths = samples.rollout.response_mask.sum(-1).float().cpu()
     finishes = samples.rollout.finish_reasons
-    scores = torch.tensor([float(v.score) for v in verdicts])
+    scores = torch.tensor([float(v.score) for v in samples.verdicts])
+    times = (samples.time_generate, samples.time_score)
+    if dist.enabled:
+        parts = dist.gather((rewards.cpu(), domains, statuses, lengths, finishes, scores, times))
+        rewards, lengths, scores = (torch.cat([p[i] for p in parts]) for i in (0, 3, 5))
+        domains, statuses, finishes = ([x for p in parts for x in p[i]] for i in (1, 2, 4))
+        times = tuple(max(p[6][i] for p in parts) for i in (0, 1))
     m["reward/mean"] = float(rewards.mean())
     m["accuracy/mean"] = float((scores >= 1.0).float().mean())
-    for domain in sorted({p.domain for p in problems}):
-        idx = torch.tensor([p.domain == domain for p in problems])
+    for domain in sorted(set(domains)):
+        idx = torch.tensor([d == domain for d in domains])
         m[f"reward/{domain}"] = float(rewards[idx].mean())
         m[f"accuracy/{domain}"] = float((scores[idx] >= 1.0).float().mean())
-        dv = [v for v, p in zip(verdicts, problems) if p.domain == domain]
-        m[f"verifier/errors/{domain}"] = sum(v.status == "error" for v in dv)
-        m[f"verifier/timeouts/{domain}"] = sum(v.status == "timeout" for v in dv)
+        ds = [s for s, d in zip(statuses, domains) if d == domain]
+        m[f"verifier/errors/{domain}"] = sum(s == "error" for s in ds)
+        m[f"verifier/timeouts/{domain}"] = sum(s == "timeout" for s in ds)
     groups = rewards.view(-1, samples.group_size)
     m["batch/zero_var_group_frac"] = float(((groups.max(1).values - groups.min(1).values) == 0).float().mean())
     m["batch/solve_all_frac"] = float((groups.min(1).values >= 1.0).float().mean())
@@ -192,7 +234,6 @@ def sample_metrics(samples: Groups) -> dict:
     m["response/length_mean"] = float(lengths.mean())
     m["response/length_max"] = float(lengths.max())
     m["response/truncated_frac"] = sum(f == "length" for f in finishes) / len(finishes)
-    m["time/generate"] = samples.time_generate
-    m["time/score"] = samples.time_score
+    m["time/generate"], m["time/score"] = times
     m["perf/gen_tokens"] = float(lengths.sum())
     return m

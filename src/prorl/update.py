@@ -14,15 +14,18 @@ import math
 import torch
 
 from prorl import algo
-from prorl.batch import Batch, LogprobSettings, logprob_diff, logprobs_of
+from prorl.batch import Batch, LogprobSettings, idle_pass, logprob_diff, logprobs_of
 from prorl.config import Config
+from prorl.dist import SINGLE, Dist, copy_shards, is_sharded, reshard, squared_norm
 from prorl.errors import UserError
 
 
-def single_update(cfg: Config, batch: Batch) -> bool:
+def single_update(cfg: Config, batch: Batch, total_sequences: int | None = None) -> bool:
     """Whether the batch gets exactly one optimizer step (one epoch, one mini-batch): then the old log-probs are the
-    first forward pass's, detached, and need no pass of their own."""
-    return cfg.train.epochs == 1 and cfg.train.mini_batch_prompts * batch.group_size >= len(batch.problems)
+    first forward pass's, detached, and need no pass of their own. ``total_sequences``: the sequences of every
+    rank (default: this batch's)."""
+    total = len(batch.problems) if total_sequences is None else total_sequences
+    return cfg.train.epochs == 1 and cfg.train.mini_batch_prompts * batch.group_size >= total
 
 
 def rollout_correction_of(cfg: Config) -> tuple[str, tuple[float, float] | None]:
@@ -34,7 +37,7 @@ def rollout_correction_of(cfg: Config) -> tuple[str, tuple[float, float] | None]
 
 
 def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_logprobs, ref_logprobs, cfg: Config,
-                  generator, entropy_coef: float = 0.0) -> tuple[dict, int]:
+                  generator, entropy_coef: float = 0.0, dist: Dist = SINGLE) -> tuple[dict, int]:
     """Mini-batch updates over one rollout batch. Returns (metrics, optimizer steps skipped for a NaN).
 
     ``old_logprobs=None`` (only when :func:`single_update`): the policy's own log-probs of this pass, detached, are
@@ -42,14 +45,20 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
     of the old log-probs against the sampler's, and the importance weights' statistics when
     ``algo.rollout_correction`` is on (the weights multiply the policy-gradient term, not the KL term).
     ``entropy_coef > 0`` adds the entropy bonus ``- entropy_coef * aggregate(entropy)`` (its gradient included).
+
+    With several ranks (``dist``) each holds its share of the batch: an optimizer step takes the same number of
+    mini-batches on every rank, its denominators (tokens, sequences) count every rank's rows, every rank runs as
+    many micro-batches as the busiest one (:func:`prorl.batch.idle_pass`), and the skip decision and the metrics
+    use values reduced over the ranks; the gradient equals the single-process gradient of the union.
     """
     B = len(batch.problems)
+    B_all = int(dist.sum([B])[0]) if dist.enabled else B
     seqs_per_update = cfg.train.mini_batch_prompts * batch.group_size
     how = LogprobSettings.of(cfg)
     correction, bounds = rollout_correction_of(cfg)
     first_pass = old_logprobs is None
     if first_pass:
-        if not single_update(cfg, batch):
+        if not single_update(cfg, batch, B_all):
             raise ValueError("update_policy: old_logprobs=None needs one epoch and one mini-batch")
         old_logprobs = torch.zeros_like(batch.response_mask)  # [B, T], filled micro-batch by micro-batch below
     sums = {k: 0.0 for k in ("pg_loss", "kl_loss", "entropy", "kl", "clip_low", "clip_high", "ratio", "cov", "pg_abs",
@@ -57,17 +66,26 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
     tokens_seen = 0.0
     grad_norms, skipped, updates = [], 0, 0
     beta = cfg.algo.kl_beta
-    norm = weights_norm(model)  # kept current below: only optimizer steps change the weights here
+    norm = weights_norm(model, dist)  # kept current below: only optimizer steps change the weights here
     model.train()
     for _ in range(cfg.train.epochs):
         order = torch.randperm(B, generator=generator)
-        for mb in order.split(seqs_per_update):
-            # Token-level loss: the denominator is fixed for the whole optimizer step, before micro-batching.
-            num_tokens = batch.response_mask[mb].sum()
-            agg = dict(num_tokens=num_tokens, num_sequences=len(mb), max_response_length=cfg.rollout.max_new_tokens)
+        # The same number of mini-batches on every rank (some may be empty on a rank with few rows).
+        mini_batches = torch.tensor_split(order, -(-B_all // seqs_per_update)) if dist.enabled else \
+            order.split(seqs_per_update)
+        for mb in mini_batches:
+            # Token-level loss: the denominator is fixed for the whole optimizer step, before micro-batching
+            # (and counts every rank's tokens).
+            num_tokens, num_sequences = batch.response_mask[mb].sum(), len(mb)
+            if dist.enabled:
+                num_tokens, num_sequences = dist.sum([num_tokens, num_sequences])
+            agg = dict(num_tokens=num_tokens, num_sequences=num_sequences,
+                       max_response_length=cfg.rollout.max_new_tokens)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for rows in how.split(batch, mb):
+            parts = how.split(batch, mb)
+            passes = int(dist.max([len(parts)])[0]) if dist.enabled else len(parts)  # agreed before the first pass
+            for rows in parts:
                 mask = batch.response_mask[rows]  # [b, T]
                 logprobs, entropy = logprobs_of(model, batch, rows, how, with_entropy=True,
                                                 entropy_grad=entropy_coef > 0)  # [b, T]
@@ -96,7 +114,7 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
                     bonus = entropy_coef * algo.aggregate_loss(entropy, mask, cfg.algo.loss_agg, **agg)
                     loss = loss - bonus
                     sums["entropy_bonus"] += bonus.item()
-                loss.backward()
+                (loss * dist.grad_scale if dist.enabled else loss).backward()  # FSDP2 averages over the ranks
                 step_loss += loss.item()
                 ntok = float(mask.sum())
                 tokens_seen += ntok
@@ -106,19 +124,28 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
                 sums["clip_high"] += float(pm["clip_frac_high"]) * ntok
                 sums["ratio"] += float(pm["ratio_mean"]) * ntok
                 sums["cov"] += float(pm["cov_frac"]) * ntok
+            for _ in range(passes - len(parts)):
+                idle_pass(model, how, backward=True)
+            if dist.enabled:
+                step_loss = dist.sum([step_loss])[0]  # a non-finite loss on any rank skips the step on all
             params = [p for p in model.parameters() if p.grad is not None]
             max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)  # the global norm (a DTensor when sharded)
+            grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
             if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
                 optimizer.zero_grad(set_to_none=True)  # never let a NaN reach the weights
                 skipped += 1
                 continue
             optimizer.step()
-            norm = check_weights(model, norm, optimizer.param_groups[0]["lr"])
+            norm = check_weights(model, norm, optimizer.param_groups[0]["lr"], dist)
             scheduler.step()
             grad_norms.append(grad_norm)
             updates += 1
     optimizer.zero_grad(set_to_none=True)
+    if dist.enabled:
+        keys = list(sums)
+        *values, tokens_seen = dist.sum([sums[k] for k in keys] + [tokens_seen])
+        sums = dict(zip(keys, values))
     denom = max(tokens_seen, 1.0)
     n_mb = max(updates + skipped, 1)
     metrics = {
@@ -133,13 +160,8 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
         "actor/lr": scheduler.get_last_lr()[0],
         "actor/updates": updates,
         "actor/skipped_updates": skipped,
-        "rollout/logprob_diff": logprob_diff(old_logprobs, batch),
     }
-    _, cm = algo.rollout_correction(old_logprobs, batch.sample_logprobs, batch.response_mask, correction, bounds)
-    metrics["rollout/mismatch_kl"] = float(cm["mismatch_kl"])
-    if correction != "off":
-        metrics |= {f"rollout/is_{k}": float(cm[k]) for k in ("weight_p50", "weight_p99", "weight_max",
-                                                                "masked_frac", "truncated_frac")}
+    metrics |= mismatch_metrics(old_logprobs, batch, correction, bounds, dist)
     if entropy_coef > 0 or cfg.algo.entropy_target is not None:
         metrics["actor/entropy_coef"] = entropy_coef
         metrics["actor/entropy_bonus"] = sums["entropy_bonus"] / n_mb
@@ -150,23 +172,57 @@ def update_policy(model, optimizer, scheduler, batch: Batch, advantages, old_log
     return metrics, skipped
 
 
+IS_STATS = ("weight_p50", "weight_p99", "weight_max", "masked_frac", "truncated_frac")
+"""The importance weights' statistics logged as ``rollout/is_*`` when ``algo.rollout_correction`` is on."""
+
+
+def mismatch_metrics(old_logprobs, batch: Batch, correction: str, bounds, dist: Dist = SINGLE) -> dict:
+    """``rollout/logprob_diff``, ``rollout/mismatch_kl`` and (correction on) ``rollout/is_*`` of the trainer's old
+    log-probs against the sampler's. Over several ranks: token-weighted means, except the weights' p99 and maximum
+    (the largest rank's) and their median (the token-weighted mean of the ranks' medians)."""
+    if not dist.enabled:
+        _, cm = algo.rollout_correction(old_logprobs, batch.sample_logprobs, batch.response_mask, correction, bounds)
+        out = {"rollout/logprob_diff": logprob_diff(old_logprobs, batch), "rollout/mismatch_kl": float(cm["mismatch_kl"])}
+        if correction != "off":
+            out |= {f"rollout/is_{k}": float(cm[k]) for k in IS_STATS}
+        return out
+    mask = batch.response_mask
+    tokens = float(mask.sum())
+    diff = float(((old_logprobs - batch.sample_logprobs).abs() * mask).sum())
+    cm = {k: 0.0 for k in ("mismatch_kl",) + IS_STATS}
+    if tokens > 0:
+        cm = {k: float(v) for k, v in algo.rollout_correction(old_logprobs, batch.sample_logprobs, mask, correction,
+                                                              bounds)[1].items()}
+    weighted = ("mismatch_kl", "weight_p50", "masked_frac", "truncated_frac")
+    total, diff_sum, *sums = dist.sum([tokens, diff] + [cm.get(k, 0.0) * tokens for k in weighted])
+    highest = dict(zip(("weight_p99", "weight_max"), dist.max([cm.get("weight_p99", 0.0), cm.get("weight_max", 0.0)])))
+    means = {k: v / max(total, 1.0) for k, v in zip(weighted, sums)}
+    out = {"rollout/logprob_diff": diff_sum / max(total, 1.0), "rollout/mismatch_kl": means["mismatch_kl"]}
+    if correction != "off":
+        out |= {f"rollout/is_{k}": (highest | means)[k] for k in IS_STATS}
+    return out
+
+
 MAX_NORM_GROWTH = 2.0
 """An optimizer step that multiplies the weights' global norm by more than this is taken as divergence."""
 
 
-def weights_norm(model) -> float:
-    """The global L2 norm of the trainable weights (one read of every parameter)."""
+def weights_norm(model, dist: Dist = SINGLE) -> float:
+    """The global L2 norm of the trainable weights (one read of every parameter; of every rank's shards)."""
+    if dist.enabled:
+        reshard(model)
+        return math.sqrt(dist.sum([squared_norm(p for p in model.parameters() if p.requires_grad)])[0])
     params = [p.detach() for p in model.parameters() if p.requires_grad]
     return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))))
 
 
-def check_weights(model, norm_before: float, lr: float) -> float:
+def check_weights(model, norm_before: float, lr: float, dist: Dist = SINGLE) -> float:
     """The weights' norm after an optimizer step; stops the run (:class:`UnstableUpdate`) when the step left
     non-finite or exploded weights.
 
     Raised before anything is logged or checkpointed, so the last checkpoint stays the run's latest good state.
     """
-    after = weights_norm(model)
+    after = weights_norm(model, dist)
     if math.isfinite(after) and after <= MAX_NORM_GROWTH * norm_before + 1e-12:
         return after
     what = "non-finite weights" if not math.isfinite(after) else (
@@ -194,5 +250,8 @@ def reset_reference(policy, reference) -> None:
     A LoRA reference (:class:`prorl.lora.AdapterReference`) copies the policy's adapter."""
     if hasattr(reference, "reset"):
         reference.reset()
+        return
+    if is_sharded(reference):  # FSDP2: the same sharding, so each rank copies its own shards
+        copy_shards(policy, reference)
         return
     reference.load_state_dict(policy.state_dict())
