@@ -44,13 +44,14 @@ def cmd_train(args) -> int:
             cfg = resolve_config({}, [args.recipe] + args.overrides, where="command line")
         else:
             cfg = resolve_config(load_recipe(args.recipe), args.overrides, where=f"{args.recipe} + command line")
-    from prorl.train import train
+    import os
 
-    from prorl.train import run_summary
+    from prorl.train import run_summary, train
 
     train(cfg, resume=bool(args.resume))
-    print("\n".join(run_summary(cfg.run_dir)))
-    print(f"run written to {cfg.run_dir}")
+    if int(os.environ.get("RANK", "0") or 0) == 0:  # under torchrun, rank 0 speaks for the run
+        print("\n".join(run_summary(cfg.run_dir)))
+        print(f"run written to {cfg.run_dir}")
     return 0
 
 

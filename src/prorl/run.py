@@ -13,16 +13,18 @@ from pathlib import Path
 
 import torch
 
-from prorl.checkpoint import latest_checkpoint, load_trainer_state, load_weights_into, save_checkpoint
+from prorl.checkpoint import SHARDED, full_optimizer_state, latest_checkpoint, load_sharded_checkpoint, \
+    load_trainer_state, load_weights_into, save_checkpoint, save_sharded_checkpoint
 from prorl.config import Config, Stage, dump_yaml, stage_configs, to_dict
 from prorl.data.run_data import load_data
+from prorl.dist import SINGLE, Dist, LogprobModule, shard, weights_of
 from prorl.verifiers import use_custom
 from prorl.verifiers.gradeable import why_ungradeable
 from prorl.data.schema import Problem
 from prorl.errors import UserError
 from prorl.policy import load_policy, resolve_device
 from prorl.rollout import engine_target, make_engine
-from prorl.runlog import RunLog
+from prorl.runlog import NullLog, RunLog
 from prorl.trackers import check_available, make_trackers
 from prorl.update import make_optimizer
 
@@ -77,6 +79,9 @@ class Run:
     sandbox_metrics: dict = field(default_factory=dict)
     peft_model: object = None
     """The ``PeftModel`` around ``policy`` in a LoRA run (``model.lora_rank > 0``), else None."""
+    dist: Dist = SINGLE
+    """This process's rank among those ``torchrun`` started (world size 1 without it); with several, ``policy``
+    and ``reference`` are :class:`prorl.dist.LogprobModule` sharded by FSDP2."""
 
     @property
     def total_steps(self) -> int:
@@ -86,11 +91,13 @@ class Run:
 # ---------------------------------------------------------------- setting up
 
 
-def open_run(cfg: Config, resume: bool) -> Run:
+def open_run(cfg: Config, resume: bool, d: Dist = SINGLE) -> Run:
     """Check everything, load the models and data, restore the latest checkpoint when resuming; only then write.
 
     Nothing in the run directory changes before every check has passed and the models and data have
-    loaded: a refused start or resume leaves the run exactly as it was.
+    loaded: a refused start or resume leaves the run exactly as it was. With several ranks (``d``) each loads
+    the models, shards them with FSDP2, and only rank 0 writes the run's files; a checkpoint written at another
+    world size is resumed too (it says that the samples will differ from the uninterrupted run's).
     """
     from prorl.verifiers.pool import ScoringPool
 
@@ -110,7 +117,10 @@ def open_run(cfg: Config, resume: bool) -> Run:
     use_custom(cfg.reward.custom)  # the user's scorers (their domains are valid in the data loaded below)
     check_available(cfg)  # an experiment tracker asked for and not installed
     stages = stage_configs(cfg)
+    if d.enabled:
+        check_distributed(cfg, stages, d)
     saved = load_trainer_state(ckpt) if ckpt else None
+    sharded = ckpt is not None and (ckpt / SHARDED).is_dir()  # written by several ranks
     state = TrainState(**saved["train_state"]) if saved else TrainState()
     if saved is not None:
         check_resumable(saved.get("config"), cfg, state, where=f"--resume {run_dir}")
@@ -134,35 +144,80 @@ def open_run(cfg: Config, resume: bool) -> Run:
         reference = AdapterReference(peft_model) if cfg.algo.kl_beta > 0 else None
     else:
         reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.algo.kl_beta > 0 else None
-    engine = make_engine(cfg.rollout, policy, tokenizer)
+    if saved is not None and reference is not None and not lora and not sharded:
+        load_weights_into(reference, ckpt / "reference")
+    # Several ranks: the engine gets an unsharded copy of its own, then policy and reference are sharded.
+    engine = make_engine(cfg.rollout, copy.deepcopy(policy) if d.enabled else policy, tokenizer)
+    full_optimizer = None
+    if d.enabled:
+        if saved is not None and not sharded:  # written by one process: its optimizer state, by parameter name
+            full_optimizer = full_optimizer_state(LogprobModule(policy), saved["optimizer"],
+                                                  lambda m: make_optimizer(m, stage.cfg)[0])
+        policy = shard(policy)
+        reference = shard(reference, trainable=False) if reference is not None else None
     optimizer, scheduler = make_optimizer(policy, stage.cfg)
     if saved is not None:
-        if reference is not None and not lora:
-            load_weights_into(reference, ckpt / "reference")
-        optimizer.load_state_dict(saved["optimizer"])
+        if sharded:  # DCP reshards to this world size (at world size 1, into the plain models)
+            wrap = (lambda m: m) if d.enabled else (lambda m: LogprobModule(m) if m is not None else None)
+            load_sharded_checkpoint(ckpt, policy=wrap(policy), reference=wrap(reference), optimizer=optimizer,
+                                    dist=d)
+        elif d.enabled:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            set_optimizer_state_dict(policy, optimizer, full_optimizer, options=StateDictOptions(full_state_dict=True))
+        else:
+            optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        engine.load_weights(policy.named_parameters())
+        engine.load_weights(weights_of(policy))
     train_problems, val_problems = load_data(stage.cfg, grade=why_ungradeable)
 
-    # Every check has passed: from here on the run directory is written.
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-    log = RunLog(run_dir)
-    if saved is not None:
-        log.truncate_after(state.step)
-    restarted = saved is None and resume and bool(old_logs)  # its tracker history goes too (purge from step 0)
-    log.trackers = make_trackers(cfg, run_dir, state.step if saved is not None else (-1 if restarted else None))
-    if saved is not None:
-        log.event(state.step, "resume", checkpoint=ckpt.name)
-    elif resume and old_logs:
-        log.clear()
-        log.event(0, "restart", reason="no checkpoint to resume from: started again from step 0")
-        print(f"{run_dir} has no checkpoint: starting it again from step 0 (the logs of the lost steps are removed)")
+    # Every check has passed: from here on the run directory is written (by rank 0 alone).
+    d.barrier()  # every rank has loaded: none reads a file rank 0 is about to change
+    saved_world = saved.get("world_size", 1) if saved is not None else d.world
+    log = NullLog() if not d.main else None
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+        log = RunLog(run_dir)
+        if saved is not None:
+            log.truncate_after(state.step)
+        restarted = saved is None and resume and bool(old_logs)  # its tracker history goes too (purge from step 0)
+        log.trackers = make_trackers(cfg, run_dir, state.step if saved is not None else (-1 if restarted else None))
+        if saved is not None:
+            log.event(state.step, "resume", checkpoint=ckpt.name,
+                      **({"world_size": d.world, "checkpoint_world_size": saved_world} if d.enabled or saved_world > 1
+                         else {}))
+            if saved_world != d.world:
+                print(f"resuming {ckpt.name}, written by {saved_world} process(es), on {d.world}: the data order is "
+                      f"kept, but the samples will differ from those of an uninterrupted run (each rank draws its own)")
+        elif resume and old_logs:
+            log.clear()
+            log.event(0, "restart", reason="no checkpoint to resume from: started again from step 0")
+            print(f"{run_dir} has no checkpoint: starting it again from step 0 (the logs of the lost steps are "
+                  f"removed)")
+    d.barrier()
     run = Run(cfg, run_dir, log, stages, stage, policy, reference, engine, tokenizer, optimizer, scheduler, None,
-              state, train_problems, val_problems, peft_model=peft_model)
+              state, train_problems, val_problems, peft_model=peft_model, dist=d)
     run.sandbox_metrics = sandbox_status(train_problems, log, state.step)
     run.pool = ScoringPool(stage.cfg.reward.workers, timeout_s=stage.cfg.reward.timeout_s, custom=cfg.reward.custom)
     return run
+
+
+def check_distributed(cfg: Config, stages: list[Stage], d: Dist) -> None:
+    """What a run on several ranks cannot do (yet), each a :class:`UserError` naming the setting."""
+    where = f"under torchrun with {d.world} processes"
+    if cfg.model.lora_rank > 0:
+        raise UserError(f"model.lora_rank={cfg.model.lora_rank}: LoRA runs in one process only, not {where}")
+    if cfg.rollout.engine != "hf":
+        raise UserError(f"rollout.engine={cfg.rollout.engine}: {where} only the built-in engine (hf) runs yet; a "
+                        f"vLLM engine per rank is not wired up (see docs/distributed.md)")
+    if cfg.model.device.startswith("cuda:"):
+        raise UserError(f"model.device={cfg.model.device}: {where} each rank uses the GPU of its LOCAL_RANK; "
+                        f"set model.device=auto (or cuda)")
+    for s in stages:
+        if s.cfg.train.prompts_per_step < d.world:
+            raise UserError(f"train.prompts_per_step={s.cfg.train.prompts_per_step} (stage {s.name}): it is global, "
+                            f"and each of the {d.world} ranks needs at least one prompt per round")
 
 
 FIXED_ON_RESUME = ("model.dtype", "model.chat_template", "model.lora_rank", "model.lora_alpha", "model.lora_targets",
@@ -232,6 +287,17 @@ def save(run: Run, step: int) -> None:
     A ``prorl reset`` request this checkpoint records as done is removed after it.
     """
     state = vars(run.state) | {"sampler": run.sampler.state_dict()}
+    if run.dist.enabled:
+        path = save_sharded_checkpoint(run.dir, step, dist=run.dist, policy=run.policy, reference=run.reference,
+                                       optimizer=run.optimizer, tokenizer=run.tokenizer,
+                                       keep_last=run.stage.cfg.checkpoint.keep_last,
+                                       trainer_state={"train_state": state, "scheduler": run.scheduler.state_dict(),
+                                                      "config": dump_yaml(run.cfg)})
+        run.log.event(step, "checkpoint", path=str(path.relative_to(run.dir)))
+        token = read_reset_request(run.dir) if run.dist.main else None
+        if token is not None and token == run.state.manual_reset_token:
+            (run.dir / RESET_REQUEST).unlink(missing_ok=True)
+        return
     path = save_checkpoint(run.dir, step, policy=run.policy, reference=run.reference, tokenizer=run.tokenizer,
                            lora=run.peft_model, lora_merged=run.cfg.model.lora_export_merged,
                            keep_last=run.stage.cfg.checkpoint.keep_last,

@@ -106,3 +106,21 @@ class RunLog:
             tmp = path.with_suffix(".tmp")
             tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
             tmp.replace(path)
+
+
+class NullLog:
+    """The log of a rank other than 0 in a multi-process run: rank 0 writes the run's files, the others nothing."""
+
+    trackers: list = []
+
+    def metrics(self, step: int, values: dict) -> None:
+        pass
+
+    def event(self, step: int, event: str, **fields) -> None:
+        pass
+
+    def rollouts(self, step: int, groups, how_many: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -40,10 +40,11 @@ import time
 
 import torch
 
-from prorl import algo
-from prorl.batch import Batch, LogprobSettings, batch_logprobs, sample_metrics, step_generator, step_seed
+from prorl import algo, dist
+from prorl.batch import Batch, LogprobSettings, batch_logprobs, rank_seed, sample_metrics, step_generator, step_seed
 from prorl.config import Config, Stage, stage_of
 from prorl.data.run_data import load_data, make_sampler
+from prorl.dist import SINGLE, weights_of
 from prorl.groups import Groups, sample_and_score, shaped_reward
 from prorl.rollout import RandomStream, Sampling
 from prorl.errors import Stopped
@@ -65,7 +66,7 @@ def begin_step(run: Run, step: int) -> None:
     elif run.sampler is None:  # resumed inside a stage: continue its data cursor
         run.sampler = make_sampler(run.train_problems, stage.cfg)
         run.sampler.load_state_dict(run.state.sampler)
-    token = read_reset_request(run.dir)
+    token = run.dist.broadcast(read_reset_request(run.dir))  # rank 0's reading: every rank acts on the same one
     if token is not None and token != run.state.manual_reset_token:
         run.state.manual_reset_token = token
         reset(run, step - 1, "manual")
@@ -160,7 +161,7 @@ def validate(run: Run, step: int) -> dict:
                         max_new_tokens=vc.max_new_tokens or cfg.rollout.max_new_tokens)
     result = evaluate(run.engine, run.tokenizer, run.val_problems, sampling, ks=[1], pool=run.pool,
                       seed=cfg.train.seed * 7 + step, chat_template=cfg.model.chat_template,
-                      system_prompt=cfg.model.system_prompt)
+                      system_prompt=cfg.model.system_prompt, dist=run.dist)
     run.log.event(step, "validation", results={k: v for k, v in result.items() if k != "problems"})
     return validation_metrics(result)
 
@@ -171,39 +172,54 @@ def validate(run: Run, step: int) -> dict:
 def collect_groups(run: Run, step: int) -> tuple[Groups | None, Groups, dict]:
     """Dynamic sampling: generate until ``prompts_per_step`` groups with unequal rewards are kept (bounded).
 
-    Returns the kept groups (None when none was kept), every group generated, and the metrics of every sample.
+    Returns this rank's kept groups (None when no rank kept one; none of its own is an empty record), every group it
+    generated, and the metrics of every rank's samples.
+
+    With several ranks, each round draws the next ``prompts_per_step`` prompts from the one global sampler and each
+    rank generates its slice (every ``world``-th prompt); the count of kept groups is global, so every rank runs the
+    same rounds, and the groups kept are the first ones in the global order, exactly as one process would keep them.
     """
-    cfg = run.stage.cfg
+    cfg, d = run.stage.cfg, run.dist
     want, rounds = cfg.train.prompts_per_step, max(cfg.algo.max_gen_batches, 1)
     sampling = Sampling(cfg.rollout.n, cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens,
                         cfg.rollout.batch_size)
-    rng = RandomStream(step_seed(cfg.train.seed, step))
+    rng = RandomStream(rank_seed(step_seed(cfg.train.seed, step), d.rank))
     penalty = cfg.reward.length_penalty == "cosine" and algo.length_penalty_on(step - run.stage.first + 1,
                                                                                  cfg.reward.length_penalty_schedule)
     reward = functools.partial(shaped_reward, cfg.reward, max_length=cfg.rollout.max_new_tokens, length_penalty=penalty)
     generated, kept, num_kept = [], [], 0
     while num_kept < want and len(generated) < rounds:
-        groups = sample_and_score(run.engine, run.tokenizer, run.sampler.next_batch(want), sampling, rng, run.pool,
+        drawn = run.sampler.next_batch(want)
+        groups = sample_and_score(run.engine, run.tokenizer, drawn[d.rank::d.world], sampling, rng, run.pool,
                                   chat_template=cfg.model.chat_template, reward=reward,
                                   system_prompt=cfg.model.system_prompt)
         generated.append(groups)
         keep = groups.varied() if cfg.algo.dynamic_sampling else torch.ones(groups.num_groups, dtype=torch.bool)
-        ids = torch.nonzero(keep).flatten().tolist()[: want - num_kept]
+        ids = torch.nonzero(keep).flatten().tolist()
+        if d.enabled:  # the first groups of the round in the global order (prompt i is rank i % world's)
+            chosen = set(sorted(x for part in d.gather([d.rank + i * d.world for i in ids]) for x in part)
+                         [: want - num_kept])
+            num_kept += len(chosen)
+            ids = [i for i in ids if d.rank + i * d.world in chosen]
+        else:
+            ids = ids[: want - num_kept]
+            num_kept += len(ids)
         if ids:
             kept.append(groups.select(ids))
-            num_kept += len(ids)
     every = Groups.cat(generated)
-    metrics = sample_metrics(every)
+    metrics = sample_metrics(every, d)
     metrics["batch/gen_batches"] = len(generated)
     metrics["batch/groups_kept"] = num_kept
     if cfg.reward.length_penalty != "none":
         metrics["reward/length_penalty_on"] = float(penalty)
-    return (Groups.cat(kept) if kept else None), every, metrics
+    if not num_kept:
+        return None, every, metrics
+    return (Groups.cat(kept) if kept else every.select([])), every, metrics
 
 
 def train_step(run: Run, step: int) -> dict:
     """Generate and score, then (when a group was kept) advantages, old/reference log-probs and the update."""
-    cfg, device = run.stage.cfg, next(run.policy.parameters()).device
+    cfg, device, d = run.stage.cfg, next(run.policy.parameters()).device, run.dist
     kept, generated, metrics = collect_groups(run, step)
     run.state.sampler = run.sampler.state_dict()
     run.state.step = step
@@ -219,36 +235,37 @@ def train_step(run: Run, step: int) -> dict:
     t0 = time.perf_counter()
     how = LogprobSettings.of(cfg)
     # One optimizer step on the batch: its first forward pass gives the old log-probs (update_policy takes None).
-    old_logprobs = None if single_update(cfg, batch) else batch_logprobs(run.policy, batch, how)  # [B, T]
-    ref_logprobs = reference_logprobs(run.reference, batch, how)
+    total = int(d.sum([len(batch.problems)])[0]) if d.enabled else None  # sequences of every rank
+    old_logprobs = None if single_update(cfg, batch, total) else batch_logprobs(run.policy, batch, how, d)  # [B, T]
+    ref_logprobs = reference_logprobs(run.reference, batch, how, d)
     metrics["time/logprobs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     coef = entropy_coef(run)
     update_metrics, skipped = update_policy(run.policy, run.optimizer, run.scheduler, batch, advantages, old_logprobs,
-                                            ref_logprobs, cfg, step_generator(cfg.train.seed, step, 1), coef)
+                                            ref_logprobs, cfg, step_generator(cfg.train.seed, step, 1), coef, d)
     if cfg.algo.entropy_target is not None:
         a = cfg.algo
         run.state.entropy_coef = algo.steer_entropy_coef(coef, update_metrics["actor/entropy"], a.entropy_target,
                                                          a.entropy_coef_step, a.entropy_coef_max)
     metrics["time/update"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    run.engine.load_weights(run.policy.named_parameters())
+    run.engine.load_weights(weights_of(run.policy))
     metrics["time/weight_push"] = time.perf_counter() - t0
     metrics |= update_metrics
     if skipped:
         run.log.event(step, "skip", reason="non-finite loss or gradient", updates_skipped=skipped)
     if rollouts_due:
-        run.log.rollouts(step, kept, cfg.log.rollouts_per_step)
+        run.log.rollouts(step, kept if kept.num_groups else generated, cfg.log.rollouts_per_step)
     return metrics
 
 
-def reference_logprobs(reference, batch, how):
+def reference_logprobs(reference, batch, how, dist=SINGLE):
     """The reference's log-probs of the batch (None without a reference): its own model, or a LoRA adapter."""
     if reference is None:
         return None
     if hasattr(reference, "logprobs"):  # prorl.lora.AdapterReference
         return reference.logprobs(batch, how)
-    return batch_logprobs(reference, batch, how)
+    return batch_logprobs(reference, batch, how, dist)
 
 
 def entropy_coef(run: Run) -> float:
@@ -264,12 +281,16 @@ def entropy_coef(run: Run) -> float:
 
 
 def train(cfg: Config, *, resume: bool = False) -> dict:
-    """Run (or resume) ProRL training as configured. Returns the last step's metrics."""
+    """Run (or resume) ProRL training as configured. Returns the last step's metrics.
+
+    Started by ``torchrun`` with several processes, each is one rank of the same loop (:mod:`prorl.dist`).
+    """
     from tqdm import tqdm
 
-    run = open_run(cfg, resume)
-    bar = tqdm(total=run.total_steps, initial=run.state.step, disable=not cfg.log.progress, desc="prorl",
-               dynamic_ncols=True)
+    d = dist.from_env(cfg.model.device)
+    run = open_run(cfg, resume, d)
+    bar = tqdm(total=run.total_steps, initial=run.state.step, disable=not (cfg.log.progress and d.main),
+               desc="prorl", dynamic_ncols=True)
     metrics: dict = {}
     last_val, skipped = None, 0  # shown by the progress bar
     with StopOnSignal() as stop:
@@ -287,10 +308,13 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
                 metrics["perf/tokens_per_s"] = metrics["perf/gen_tokens"] / max(metrics["time/generate"], 1e-9)
                 run.log.metrics(step, metrics)
                 every = run.stage.cfg.checkpoint.every
-                if (every > 0 and step % every == 0) or step == run.total_steps or stop.signum is not None:
+                signum = stop.signum
+                if d.enabled:  # a signal may reach the ranks at different steps: stop where the first got one
+                    signum = int(d.max([signum or 0])[0]) or None
+                if (every > 0 and step % every == 0) or step == run.total_steps or signum is not None:
                     save(run, step)
-                if stop.signum is not None:
-                    stopped(run, step, stop.signum)
+                if signum is not None:
+                    stopped(run, step, signum)
                 if "val/pass@1/mean" in metrics:
                     last_val = metrics["val/pass@1/mean"]
                 skipped += "actor/updates" not in metrics
@@ -302,6 +326,7 @@ def train(cfg: Config, *, resume: bool = False) -> dict:
             bar.close()
             run.pool.close()
             run.log.close()
+    dist.close(d)
     return metrics
 
 

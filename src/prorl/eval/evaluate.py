@@ -192,8 +192,12 @@ def evaluate(
     progress: bool = False,
     chat_template: bool | None = None,
     system_prompt: str | None = None,
+    dist=None,
 ) -> dict:
     """Sample ``sampling.n`` responses per problem, score them with ``pool`` and summarise (see :func:`summarize`).
+
+    ``dist`` (a :class:`prorl.dist.Dist` of several ranks, as training's validation passes): each rank evaluates
+    every ``world``-th problem with its own seed, and every rank gets the summary of all of them.
 
     ``engine`` meets :class:`prorl.rollout.Engine` (``HFEngine(model, tokenizer)`` for a loaded model).
     ``ks`` defaults to the powers of two up to ``n``; ks larger than ``n`` raise ``ValueError``.
@@ -213,6 +217,15 @@ def evaluate(
     settings = run_settings(sampling, seed=seed, chat_template=chat_template, problems=problems,
                             system_prompt=system_prompt)
     records: list[dict] = []
+    if dist is not None and dist.enabled:
+        from prorl.batch import rank_seed
+
+        mine = problems[dist.rank::dist.world]
+        for _, chunk_records in iter_chunks(engine, tokenizer, mine, sampling, pool=pool,
+                                            seed=rank_seed(seed, dist.rank), chat_template=chat_template,
+                                            system_prompt=system_prompt) if mine else ():
+            records.extend(r | {"index": dist.rank + r["index"] * dist.world} for r in chunk_records)
+        return summarize([r for part in dist.gather(records) for r in part], ks, settings)
     with progress_bar(len(problems), progress) as bar:
         for _, chunk_records in iter_chunks(engine, tokenizer, problems, sampling, pool=pool, seed=seed,
                                             chat_template=chat_template, system_prompt=system_prompt):
