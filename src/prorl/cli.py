@@ -44,12 +44,10 @@ def cmd_train(args) -> int:
             cfg = resolve_config({}, [args.recipe] + args.overrides, where="command line")
         else:
             cfg = resolve_config(load_recipe(args.recipe), args.overrides, where=f"{args.recipe} + command line")
-    import os
-
     from prorl.train import run_summary, train
 
     train(cfg, resume=bool(args.resume))
-    if int(os.environ.get("RANK", "0") or 0) == 0:  # under torchrun, rank 0 speaks for the run
+    if _rank() == 0:  # under torchrun, rank 0 speaks for the run
         print("\n".join(run_summary(cfg.run_dir)))
         print(f"run written to {cfg.run_dir}")
     return 0
@@ -129,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (0 when launched alone)."""
+    import os
+
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -138,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prorl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Stopped as exc:
-        print(f"prorl {args.command}: {exc}", file=sys.stderr)
+        if _rank() == 0:  # every rank stops at the same step; one message says so
+            print(f"prorl {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
