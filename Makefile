@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo study test test-slow bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/prorl demo
+
+study: $(VENV)/.installed
+	$(VENV)/bin/prorl demo --study
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

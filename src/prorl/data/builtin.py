@@ -31,6 +31,7 @@ KINDS = {
     "add21": "two-digit + one-digit",
     "add3": "one-digit + one-digit + one-digit",
     "add22": "two-digit + two-digit",
+    "add12": "one-digit + two-digit (add21's operands in the other order)",
 }
 
 
@@ -46,6 +47,8 @@ def _operands(kind: str, rng: random.Random) -> list[int]:
         return [rng.randrange(10), rng.randrange(10), rng.randrange(10)]
     if kind == "add22":
         return [rng.randrange(10, 100), rng.randrange(10, 100)]
+    if kind == "add12":
+        return [rng.randrange(10), rng.randrange(10, 100)]
     raise ValueError(f"unknown built-in problem kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
