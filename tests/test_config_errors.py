@@ -97,6 +97,10 @@ BAD = [
     (["data.weights={math: .nan}"], key("data.weights.math", "a finite number >= 0")),
     (["data.weights={math: 0, code: 0}"], key("data.weights", "at least one weight > 0")),
     (["data.weights={maths: 1}"], key("data.weights", "domains among math") + ".*got 'maths'"),
+    (["data.builtin=add,mul"], key("data.builtin", "KIND or KIND:W entries") + ".*'mul'"),
+    (["data.builtin=add3:0"], key("data.builtin", "KIND or KIND:W entries") + ".*integer >= 1"),
+    (["data.builtin=add3:x"], key("data.builtin", "KIND or KIND:W entries")),
+    (["data.builtin=' , '"], key("data.builtin", "KIND or KIND:W entries") + ".*no kinds"),
     # log, model
     (["log.rollouts_every=-1"], key("log.rollouts_every", "an integer >= 0")),
     (["log.rollouts_per_step=-1"], key("log.rollouts_per_step", "an integer >= 0")),

@@ -421,3 +421,22 @@ def test_datasets_by_name_through_load_dataset(tmp_path, monkeypatch):
         load_problems("hf:nobody/no-such-data:train")
     with pytest.raises(DataError, match="expected hf:NAME, hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT"):
         load_problems("hf:a:b:c:d")
+
+
+def test_a_builtin_kind_of_weight_w_is_drawn_w_times_as_often_and_validated_once():
+    from collections import Counter
+
+    from prorl.config import resolve_config
+    from prorl.data.builtin import is_heldout
+    from prorl.data.run_data import load_data
+
+    train, val = load_data(resolve_config({}, ["data.builtin=add,add3:3", "data.val_size=20"]))
+    counts = Counter(p.metadata["task"] for p in train)
+    assert counts == {"add": 5000, "add3": 15000}
+    copies = [[p.prompt for p in train[5000 + 5000 * c:10000 + 5000 * c]] for c in range(3)]
+    assert copies[0] != copies[1] != copies[2]  # three draws, not one list thrice
+    assert Counter(p.metadata["task"] for p in val) == {"add": 10, "add3": 10}
+    assert not any(is_heldout(p.prompt) for p in train) and all(is_heldout(p.prompt) for p in val)
+    plain, plain_val = load_data(resolve_config({}, ["data.builtin=add,add3", "data.val_size=20"]))
+    assert [p.prompt for p in plain] == [p.prompt for p in train[:5000]] + [p.prompt for p in train[5000:10000]]
+    assert [p.prompt for p in plain_val] == [p.prompt for p in val]

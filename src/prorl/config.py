@@ -80,8 +80,9 @@ class DataConfig:
                            "to size.")
     val_size: int = _f(64, "Validation problems used (the first N >= 0 of the validation set).")
     val_fraction: float = _f(0.05, "Fraction in [0, 1) of training problems held out when val_files is empty.")
-    builtin: str | None = _f(None, "Built-in arithmetic instead of files: kinds add,sub,add21,add3,add22 "
-                                   "(validation: their held-out split).")
+    builtin: str | None = _f(None, "Built-in arithmetic instead of files: comma-separated kinds among add, sub, "
+                                   "add21, add3, add22, add12, each KIND or KIND:W (W >= 1: drawn W times as "
+                                   "often) (validation: their held-out split).")
     skip_bad_rows: bool = _f(False, "Train without the problems their verifier cannot grade (default: such problems stop "
                                     "the run before it starts; `prorl data check` lists them).")
 
@@ -456,6 +457,13 @@ def _check_settings(cfg: Config, where: str, *, staged: bool) -> None:
     need(_int(d.val_size) and d.val_size >= 0, "data.val_size", "an integer >= 0", d.val_size)
     need(_number(d.val_fraction) and 0 <= d.val_fraction < 1, "data.val_fraction", "a fraction in [0, 1)",
          d.val_fraction)
+    if d.builtin is not None:
+        from prorl.data.builtin import parse_builtin  # plain Python, like this module
+
+        try:
+            parse_builtin(d.builtin)
+        except ValueError as e:
+            need(False, "data.builtin", f"KIND or KIND:W entries ({e})", d.builtin)
     if d.weights:
         from prorl.data.schema import DOMAINS  # plain Python, like this module
 

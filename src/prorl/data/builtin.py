@@ -35,6 +35,30 @@ KINDS = {
 }
 
 
+def parse_builtin(spec: str) -> list[tuple[str, int]]:
+    """``data.builtin``'s value as (kind, weight) pairs: ``"add,add3:3"`` trains on add3 three times as often.
+
+    Raises ``ValueError`` naming the first entry that is not ``KIND`` or ``KIND:W`` (W an integer >= 1).
+
+    >>> parse_builtin("add, sub,add3:3")
+    [('add', 1), ('sub', 1), ('add3', 3)]
+    """
+    out = []
+    for entry in (e.strip() for e in str(spec).split(",")):
+        if not entry:
+            continue
+        kind, _, weight = entry.partition(":")
+        kind = kind.strip()
+        if kind not in KINDS:
+            raise ValueError(f"unknown built-in problem kind {kind!r}; expected one of {', '.join(KINDS)}")
+        if weight and not (weight.strip().isdigit() and int(weight) >= 1):
+            raise ValueError(f"{entry!r}: the weight after ':' must be an integer >= 1")
+        out.append((kind, int(weight) if weight else 1))
+    if not out:
+        raise ValueError("no kinds given")
+    return out
+
+
 def _operands(kind: str, rng: random.Random) -> list[int]:
     if kind == "add":
         return [rng.randrange(10), rng.randrange(10)]

@@ -22,11 +22,14 @@ def load_data(cfg: Config, grade: Callable[[Problem], str | None] | None = None)
     with ``data.skip_bad_rows``. The built-in problems are gradeable by construction and not checked.
     """
     if cfg.data.builtin:
-        from prorl.data.builtin import make_problems
+        from prorl.data.builtin import make_problems, parse_builtin
 
-        kinds = [k.strip() for k in cfg.data.builtin.split(",") if k.strip()]
-        # Validation draws from the held-out split, which training never sees (see prorl.data.builtin).
-        train = [p for k in kinds for p in make_problems(k, 5000, seed=cfg.train.seed, split="train")]
+        weighted = parse_builtin(cfg.data.builtin)
+        kinds = [k for k, _ in weighted]
+        # Validation draws from the held-out split, which training never sees (see prorl.data.builtin). A kind of
+        # weight W has W times the training problems (distinct draws), and validation stays one share per kind.
+        train = [p for k, w in weighted for copy in range(w)
+                 for p in make_problems(k, 5000, seed=cfg.train.seed + 100_000 * copy, split="train")]
         per_kind = max(1, cfg.data.val_size // len(kinds))
         val = [p for k in kinds
                for p in make_problems(k, per_kind, seed=cfg.train.seed + 10_000, split="heldout", distinct=True)]
