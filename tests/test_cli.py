@@ -77,3 +77,9 @@ def test_train_help_lists_every_setting(capsys):
 def test_resume_needs_a_run_directory(tmp_path, capsys):
     code, out = run_cli(["train", "--resume", str(tmp_path)], capsys)
     assert code == 2 and "no config.yaml" in out
+
+
+def test_variants_need_the_study(tmp_path, capsys):
+    code, out = run_cli(["demo", "--variants", "--out", str(tmp_path / "v")], capsys)
+    assert code == 2 and "--variants goes with --study" in out and "Traceback" not in out
+    assert not (tmp_path / "v").exists()

@@ -104,3 +104,28 @@ def test_the_length_run_resumes_at_the_middle_with_its_stage(quick_study):
     config = yaml.safe_load((out / "runs" / "grpo_s0" / "config.yaml").read_text())
     assert config["algo"]["kl_beta"] == 0 and config["algo"]["dynamic_sampling"] is False
     assert (config["algo"]["clip_low"], config["algo"]["clip_high"], config["reset"]["every"]) == (0.2, 0.2, 0)
+
+
+def test_variants_run_their_overrides_from_one_warm_start_and_print_one_row_each(tmp_path, capsys):
+    variants = {"prorl": [], "frontier": ["data.builtin=add,sub,add21,add3:3"], "kl_cov": ["algo.policy_loss=kl_cov"]}
+    result = study.run_variants(tmp_path, quick=True, variants=variants)
+    assert list(result["rows"]) == list(variants)
+    assert json.loads((tmp_path / "variants.json").read_text())["rows"].keys() == result["rows"].keys()
+    for name, extra in variants.items():
+        run = tmp_path / "runs" / name
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["model"]["path"] == str(tmp_path / "warm")  # every variant starts from the same model
+        row = result["rows"][name]
+        assert row["overrides"] == extra
+        evaluation = json.loads((run / "eval_ladder.json").read_text())
+        assert row["pass_at_n"] == {t: v["pass@k"]["8"] for t, v in evaluation["tasks"].items()}
+        assert sorted(row["pass_at_n"]) == sorted(study.LADDER)
+    assert yaml.safe_load((tmp_path / "runs" / "frontier" / "config.yaml").read_text())["data"]["builtin"] == \
+        "add,sub,add21,add3:3"
+    assert yaml.safe_load((tmp_path / "runs" / "kl_cov" / "config.yaml").read_text())["algo"]["policy_loss"] == "kl_cov"
+    printed = capsys.readouterr().out
+    table = study.format_variants(result)
+    assert table in printed
+    assert [line.split()[0] for line in table.splitlines()[3:]] == list(variants)
+    base_line = table.splitlines()[2]
+    assert base_line.split()[-6:] == [f"{result['base_pass_at_n'][t]:.3f}" for t in result["base_pass_at_n"]]

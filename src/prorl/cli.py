@@ -72,10 +72,15 @@ def cmd_reset(args) -> int:
 
 def cmd_demo(args) -> int:
     if args.study:
-        from prorl.study import run_study
+        from prorl.study import run_study, run_variants
 
-        run_study(out_dir=args.out or "runs/study", quick=args.quick, seed=args.seed)
+        if args.variants:
+            run_variants(out_dir=args.out or "runs/study_variants", quick=args.quick, seed=args.seed)
+        else:
+            run_study(out_dir=args.out or "runs/study", quick=args.quick, seed=args.seed)
         return 0
+    if args.variants:
+        raise UserError("--variants goes with --study: prorl demo --study --variants")
     from prorl.demo import run_demo
 
     run_demo(out_dir=args.out or "runs/demo", quick=args.quick, seed=args.seed)
@@ -102,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the paper's claims at CPU scale (about 25 minutes on 2 cores): ProRL against GRPO over two "
                         "seeds, pass@k boundary expansion on a held-out task ladder, and a length-penalty stage; "
                         "writes study.html (docs/study.md)")
+    p.add_argument("--variants", action="store_true",
+                   help="with --study: ten changes to the ProRL recipe (frontier-weighted data, loss aggregation, "
+                        "stronger KL, entropy target, Clip-Cov, KL-Cov, CISPO, GSPO), each from the study's warm start, "
+                        "with pass@k on its ladder (about 50 minutes; docs/study.md)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("reset", help="ask a running trainer for a hard reference reset at its next step")

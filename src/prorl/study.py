@@ -39,6 +39,19 @@ GRPO = ["algo.kl_beta=0", "algo.clip_low=0.2", "algo.clip_high=0.2", "algo.dynam
 """Plain GRPO: the ProRL recipe without its KL penalty, clip-higher, dynamic sampling and resets."""
 LENGTH_STAGE = {"reward.truncated_reward": 0.0, "reward.length_penalty": "cosine"}
 """The overrides of the length-control stage."""
+VARIANTS = {
+    "prorl": [],
+    "frontier x3": ["data.builtin=add,sub,add21,add3:3"],
+    "seq-mean-token-mean": ["algo.loss_agg=seq-mean-token-mean"],
+    "kl 1e-2": ["algo.kl_beta=1e-2"],
+    "kl 1e-1": ["algo.kl_beta=1e-1"],
+    "entropy target 0.2": ["algo.entropy_target=0.2"],
+    "clip_cov": ["algo.policy_loss=clip_cov"],
+    "kl_cov": ["algo.policy_loss=kl_cov"],
+    "cispo": ["algo.policy_loss=cispo"],
+    "gspo": ["algo.policy_loss=gspo"],
+}
+"""``prorl demo --study --variants``: changes to the ProRL recipe, each run from the study's warm start."""
 EVAL_TEMPERATURE = 0.6
 TAIL = 10
 """Steps averaged for a run's final training metrics."""
@@ -64,10 +77,7 @@ def run_study(out_dir: str | Path = "runs/study", *, quick: bool = False, seed: 
               seeds: list[int] | None = None) -> dict:
     """Run the three experiments; returns the numbers and verdicts (also in study.json and study.html)."""
     from prorl.config import load_recipe, resolve_config
-    from prorl.data.builtin import make_problems
-    from prorl.demo import TRAIN_KINDS, warm_start
-    from prorl.policy import load_policy
-    from prorl.tiny import build_char_tokenizer, build_tiny_model
+    from prorl.demo import TRAIN_KINDS
     from prorl.train import train
     from prorl.verifiers.pool import ScoringPool
 
@@ -84,19 +94,9 @@ def run_study(out_dir: str | Path = "runs/study", *, quick: bool = False, seed: 
     warm_steps = s["warm_steps"] or demo["warm_steps"]
 
     print(f"[1/5] warm-start: a tiny {demo['model_size']} model, {warm_steps} supervised steps on {', '.join(TRAIN_KINDS)}")
-    tokenizer = build_char_tokenizer(out / "base")
-    build_tiny_model(out / "base", tokenizer, size=demo["model_size"], seed=seed)
-    model, tokenizer = load_policy(out / "base", dtype="float32")
-    sft = [p for k in TRAIN_KINDS for p in make_problems(k, 2000, seed=seed + 1, split="train")]
-    warm_start(model, tokenizer, sft, steps=warm_steps, lr=demo["warm_lr"], batch_size=demo["warm_batch_size"], seed=seed)
-    model.save_pretrained(out / "warm")
-    tokenizer.save_pretrained(out / "warm")
-    del model
+    make_warm_start(out, demo, warm_steps=warm_steps, seed=seed)
 
-    common = [f"data.builtin={','.join(STUDY_KINDS)}", f"data.val_size={s['val_size']}",
-              f"train.steps={s['steps']}", f"train.prompts_per_step={s['prompts']}",
-              f"train.mini_batch_prompts={max(s['prompts'] // 2, 1)}", f"validation.every={s['val_every']}",
-              f"checkpoint.every={s['mid']}", "checkpoint.keep_last=3", "log.progress=false"]
+    common = _common_overrides(s)
     recipes = {"prorl": [], "grpo": GRPO}
     runs: dict[str, Path] = {}
     total = len(recipes) * len(seeds)
@@ -116,10 +116,7 @@ def run_study(out_dir: str | Path = "runs/study", *, quick: bool = False, seed: 
     runs[f"prorl_length_s{first}"] = length_dir
 
     print(f"[4/5] pass@k on the held-out ladder ({s['eval_n']} samples per problem, temperature {EVAL_TEMPERATURE})")
-    problems = [p for k in LADDER
-                for p in make_problems(k, s["eval_problems"], seed=seed + 20_000, split="heldout", distinct=True)]
-    with open(out / "heldout.jsonl", "w") as f:
-        f.writelines(json.dumps(p.to_dict()) + "\n" for p in problems)
+    problems = ladder_problems(out, s, seed)
     models = {"base": out / "warm", "mid": checkpoint_policy(runs[f"prorl_s{first}"], s["mid"]),
               "prorl": checkpoint_policy(runs[f"prorl_s{first}"], s["steps"]),
               "grpo": checkpoint_policy(runs[f"grpo_s{first}"], s["steps"])}
@@ -141,6 +138,125 @@ def run_study(out_dir: str | Path = "runs/study", *, quick: bool = False, seed: 
     print(format_summary(result))
     print(f"\nwall time {result['wall_time_s'] / 60:.1f} min; page {out / 'study.html'}")
     return result
+
+
+def run_variants(out_dir: str | Path = "runs/study_variants", *, quick: bool = False, seed: int = 0,
+                 variants: dict[str, list[str]] | None = None) -> dict:
+    """Each variant of the ProRL recipe (``VARIANTS``: overrides on top of it) for the study's steps, from the
+    study's warm start and its first seed, then pass@k on the held-out ladder; returns (and writes to
+    ``variants.json``) one row per variant, printed as a table by :func:`format_variants`."""
+    from prorl.config import load_recipe, resolve_config
+    from prorl.eval.compare import compare_results
+    from prorl.train import train
+    from prorl.verifiers.pool import ScoringPool
+
+    s = _settings(quick)
+    variants = VARIANTS if variants is None else variants
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    torch.manual_seed(seed)
+    recipe = load_recipe(resources.files("prorl") / "recipes" / "demo.yaml")
+    demo = recipe.pop("demo")
+    print(f"warm start (seed {seed}), as in the study")
+    warm = make_warm_start(out, demo, warm_steps=s["warm_steps"] or demo["warm_steps"], seed=seed)
+    problems = ladder_problems(out, s, seed)
+    max_new = recipe["rollout"]["max_new_tokens"]
+    rows: dict[str, dict] = {}
+    with ScoringPool(2, timeout_s=30.0) as pool:
+        base = evaluate_model(warm, problems, n=s["eval_n"], ks=s["ks"], seed=seed + 5, pool=pool, max_new_tokens=max_new)
+        (out / "eval_base.json").write_text(json.dumps(base, indent=1))
+        for i, (name, extra) in enumerate(variants.items()):
+            run_dir = out / "runs" / name.replace(" ", "_")
+            print(f"variant {i + 1}/{len(variants)}: {name} ({' '.join(extra) or 'the ProRL recipe'})")
+            cfg = resolve_config(recipe, [f"model.path={warm}", f"run_dir={run_dir}", f"train.seed={seed}",
+                                          *_common_overrides(s), *extra], where=f"study variant {name!r}")
+            train(cfg)
+            ev = evaluate_model(checkpoint_policy(run_dir, s["steps"]), problems, n=s["eval_n"], ks=s["ks"],
+                                seed=seed + 5, pool=pool, max_new_tokens=max_new)
+            (run_dir / "eval_ladder.json").write_text(json.dumps(ev, indent=1))
+            rows[name] = variant_row(_rows(run_dir), base, ev, s, extra)
+            cmp = compare_results(base, ev, k=s["k_ref"])
+            rows[name].update(expansion=cmp["boundary_expansion"], correlation=cmp["correlation"])
+    n = s["eval_n"]
+    result = {"rows": rows, "base_pass_at_n": {t: v["pass@k"][str(n)] for t, v in base["tasks"].items()}, "n": n,
+              "wall_time_s": round(time.perf_counter() - t_start, 1),
+              "settings": {**s, "seed": seed, "study_kinds": STUDY_KINDS, "ladder": LADDER, "quick": quick}}
+    (out / "variants.json").write_text(json.dumps(result, indent=1, default=str))
+    print()
+    print(format_variants(result))
+    print(f"\nwall time {result['wall_time_s'] / 60:.1f} min; {out / 'variants.json'}")
+    return result
+
+
+def variant_row(rows: list[dict], base: dict, ev: dict, s: dict, extra: list[str]) -> dict:
+    """The numbers of one variant: training metrics from its log, pass@n per ladder task from its evaluation."""
+    steps = s["steps"]
+    lo = max(steps - TAIL + 1, 1)
+    _, val = curve(rows, "val/pass@1/mean")
+    n = str(s["eval_n"])
+    return {"overrides": extra,
+            "entropy_end": tail_mean(rows, "actor/entropy", lo, steps),
+            "val_end": val[-1] if val else float("nan"), "val_best": max(val) if val else float("nan"),
+            "truncated_max_window": max_window(rows, "response/truncated_frac", TAIL),
+            "kl_end": tail_mean(rows, "actor/kl", lo, steps),
+            "pass_at_n": {t: v["pass@k"][n] for t, v in ev["tasks"].items()},
+            "pass_at_1": {t: v["pass@k"]["1"] for t, v in ev["tasks"].items()}}
+
+
+def format_variants(result: dict) -> str:
+    """One line per variant: final entropy, validation, worst truncation window, KL and pass@n per ladder task."""
+    tasks = list(result["base_pass_at_n"])
+    n = result["n"]
+    head = (f"{'variant':<20} {'entropy':>7} {'val end':>7} {'val best':>8} {'trunc max':>9} {'KL':>6}  "
+            + " ".join(f"{t:>6}" for t in tasks) + "  expansion")
+    lines = [f"pass@{n} per task on the held-out ladder; entropy and KL: mean of the last {TAIL} steps; trunc max: "
+             f"largest {TAIL}-step truncated fraction", head,
+             f"{'warm start':<20} {'':>7} {'':>7} {'':>8} {'':>9} {'':>6}  "
+             + " ".join(f"{result['base_pass_at_n'][t]:>6.3f}" for t in tasks)]
+    for name, r in result["rows"].items():
+        lines.append(f"{name:<20} {r['entropy_end']:>7.3f} {r['val_end']:>7.3f} {r['val_best']:>8.3f} "
+                     f"{r['truncated_max_window']:>9.3f} {r['kl_end']:>6.3f}  "
+                     + " ".join(f"{r['pass_at_n'][t]:>6.3f}" for t in tasks)
+                     + f"  {', '.join(r['expansion']) or 'none'}")
+    return "\n".join(lines)
+
+
+def make_warm_start(out: Path, demo: dict, *, warm_steps: int, seed: int) -> Path:
+    """The demo's warm start (tiny model, supervised steps on the demo's kinds), saved as ``out/warm``."""
+    from prorl.data.builtin import make_problems
+    from prorl.demo import TRAIN_KINDS, warm_start
+    from prorl.policy import load_policy
+    from prorl.tiny import build_char_tokenizer, build_tiny_model
+
+    tokenizer = build_char_tokenizer(out / "base")
+    build_tiny_model(out / "base", tokenizer, size=demo["model_size"], seed=seed)
+    model, tokenizer = load_policy(out / "base", dtype="float32")
+    sft = [p for k in TRAIN_KINDS for p in make_problems(k, 2000, seed=seed + 1, split="train")]
+    warm_start(model, tokenizer, sft, steps=warm_steps, lr=demo["warm_lr"], batch_size=demo["warm_batch_size"], seed=seed)
+    model.save_pretrained(out / "warm")
+    tokenizer.save_pretrained(out / "warm")
+    return out / "warm"
+
+
+def _common_overrides(s: dict) -> list[str]:
+    return [f"data.builtin={','.join(STUDY_KINDS)}", f"data.val_size={s['val_size']}",
+            f"train.steps={s['steps']}", f"train.prompts_per_step={s['prompts']}",
+            f"train.mini_batch_prompts={max(s['prompts'] // 2, 1)}", f"validation.every={s['val_every']}",
+            f"checkpoint.every={s['mid']}", "checkpoint.keep_last=3", "log.progress=false"]
+
+
+def ladder_problems(out: Path, s: dict, seed: int) -> list:
+    """The held-out problems of the boundary analysis, also written to ``out/heldout.jsonl``."""
+    from prorl.data.builtin import make_problems
+
+    problems = [p for k in LADDER
+                for p in make_problems(k, s["eval_problems"], seed=seed + 20_000, split="heldout", distinct=True)]
+    with open(out / "heldout.jsonl", "w") as f:
+        f.writelines(json.dumps(p.to_dict()) + "\n" for p in problems)
+    return problems
 
 
 def checkpoint_policy(run_dir: Path, step: int) -> Path:
