@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", action="store_true",
                    help="with --study: ten changes to the ProRL recipe (frontier-weighted data, loss aggregation, "
                         "stronger KL, entropy target, Clip-Cov, KL-Cov, CISPO, GSPO), each from the study's warm start, "
-                        "with pass@k on its ladder (about 50 minutes; docs/study.md)")
+                        "with pass@k on its ladder (about 70 minutes on 2 cores; docs/study.md)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("reset", help="ask a running trainer for a hard reference reset at its next step")
