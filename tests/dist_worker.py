@@ -129,12 +129,12 @@ def collect_check(model, tok, cfg, d):
     good = make_problems("add", 64, seed=5)
     bad = [p.__class__(**{**vars(p), "id": f"bad{i}", "answer": "no such sum"}) for i, p in enumerate(good)]
 
-    class Dealer:  # prompt i goes to rank i % 2: the solvable ones to rank 0
+    class Dealer:  # position i of every batch goes to rank i % 2: the solvable prompts to rank 0, in every round
         def __init__(self):
             self.drawn = 0
 
         def next_batch(self, k):
-            out = [(good if (self.drawn + i) % 2 == 0 else bad)[self.drawn + i] for i in range(k)]
+            out = [(good if i % 2 == 0 else bad)[self.drawn + i] for i in range(k)]
             self.drawn += k
             return out
 

@@ -79,9 +79,10 @@ def test_a_non_finite_loss_on_one_rank_skips_the_step_on_all(checks):
 
 
 def test_dynamic_sampling_keeps_the_global_count(checks):
-    c = checks["collect_3"]  # 3 prompts a round: rank 0 gets two solvable ones, rank 1 one it cannot solve
+    c = checks["collect_3"]  # 3 prompts a round: rank 0 gets two solvable ones, rank 1 one nobody can solve
     assert sum(c["kept"]) == c["groups_kept"] == 3 and c["kept"][1] == 0
-    assert c["varied"][0] > 3  # more were usable: the quota cut the last round short
+    # at least the quota was usable on rank 0 (whether its last round had a surplus to cut depends on the samples)
+    assert c["varied"][0] >= 3 and c["varied"][1] == 0
     assert c["gen_batches"][0] == c["gen_batches"][1] and c["drawn"][0] == c["drawn"][1]
     spent = checks["collect_spent"]  # one round allowed: trains on what it has
     assert spent["gen_batches"] == [1, 1] and spent["groups_kept"] == sum(spent["kept"]) < 6
