@@ -76,7 +76,7 @@ def _settings(quick: bool) -> dict:
 def run_study(out_dir: str | Path = "runs/study", *, quick: bool = False, seed: int = 0,
               seeds: list[int] | None = None) -> dict:
     """Run the three experiments; returns the numbers and verdicts (also in study.json and study.html)."""
-    from prorl.config import load_recipe, resolve_config
+    from prorl.config import resolve_config
     from prorl.demo import TRAIN_KINDS
     from prorl.train import train
     from prorl.verifiers.pool import ScoringPool
@@ -84,13 +84,7 @@ def run_study(out_dir: str | Path = "runs/study", *, quick: bool = False, seed: 
     s = _settings(quick)
     seeds = seeds if seeds is not None else [seed + i for i in s["seeds"]]
     t_start = time.perf_counter()
-    out = Path(out_dir)
-    if out.exists():
-        shutil.rmtree(out)  # reproducible from its seeds: start clean
-    out.mkdir(parents=True)
-    torch.manual_seed(seed)
-    recipe = load_recipe(resources.files("prorl") / "recipes" / "demo.yaml")
-    demo = recipe.pop("demo")
+    out, recipe, demo = _fresh_start(out_dir, seed)
     warm_steps = s["warm_steps"] or demo["warm_steps"]
 
     print(f"[1/5] warm-start: a tiny {demo['model_size']} model, {warm_steps} supervised steps on {', '.join(TRAIN_KINDS)}")
@@ -145,7 +139,7 @@ def run_variants(out_dir: str | Path = "runs/study_variants", *, quick: bool = F
     """Each variant of the ProRL recipe (``VARIANTS``: overrides on top of it) for the study's steps, from the
     study's warm start and its first seed, then pass@k on the held-out ladder; returns (and writes to
     ``variants.json``) one row per variant, printed as a table by :func:`format_variants`."""
-    from prorl.config import load_recipe, resolve_config
+    from prorl.config import resolve_config
     from prorl.eval.compare import compare_results
     from prorl.train import train
     from prorl.verifiers.pool import ScoringPool
@@ -153,13 +147,7 @@ def run_variants(out_dir: str | Path = "runs/study_variants", *, quick: bool = F
     s = _settings(quick)
     variants = VARIANTS if variants is None else variants
     t_start = time.perf_counter()
-    out = Path(out_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    torch.manual_seed(seed)
-    recipe = load_recipe(resources.files("prorl") / "recipes" / "demo.yaml")
-    demo = recipe.pop("demo")
+    out, recipe, demo = _fresh_start(out_dir, seed)
     print(f"warm start (seed {seed}), as in the study")
     warm = make_warm_start(out, demo, warm_steps=s["warm_steps"] or demo["warm_steps"], seed=seed)
     problems = ladder_problems(out, s, seed)
@@ -177,7 +165,7 @@ def run_variants(out_dir: str | Path = "runs/study_variants", *, quick: bool = F
             ev = evaluate_model(checkpoint_policy(run_dir, s["steps"]), problems, n=s["eval_n"], ks=s["ks"],
                                 seed=seed + 5, pool=pool, max_new_tokens=max_new)
             (run_dir / "eval_ladder.json").write_text(json.dumps(ev, indent=1))
-            rows[name] = variant_row(_rows(run_dir), base, ev, s, extra)
+            rows[name] = variant_row(_rows(run_dir), ev, s, extra)
             cmp = compare_results(base, ev, k=s["k_ref"])
             rows[name].update(expansion=cmp["boundary_expansion"], correlation=cmp["correlation"])
     n = s["eval_n"]
@@ -191,17 +179,24 @@ def run_variants(out_dir: str | Path = "runs/study_variants", *, quick: bool = F
     return result
 
 
-def variant_row(rows: list[dict], base: dict, ev: dict, s: dict, extra: list[str]) -> dict:
-    """The numbers of one variant: training metrics from its log, pass@n per ladder task from its evaluation."""
-    steps = s["steps"]
+def training_numbers(rows: list[dict], steps: int) -> dict:
+    """A run's entropy (first and last TAIL steps), validation pass@1 (first, best, last), and its truncated
+    fraction and KL over the last TAIL steps."""
     lo = max(steps - TAIL + 1, 1)
     _, val = curve(rows, "val/pass@1/mean")
-    n = str(s["eval_n"])
-    return {"overrides": extra,
+    return {"entropy_start": tail_mean(rows, "actor/entropy", 1, min(TAIL, steps)),
             "entropy_end": tail_mean(rows, "actor/entropy", lo, steps),
-            "val_end": val[-1] if val else float("nan"), "val_best": max(val) if val else float("nan"),
+            "val_start": val[0] if val else float("nan"), "val_end": val[-1] if val else float("nan"),
+            "val_best": max(val) if val else float("nan"),
+            "truncated_end": tail_mean(rows, "response/truncated_frac", lo, steps),
+            "kl_end": tail_mean(rows, "actor/kl", lo, steps)}
+
+
+def variant_row(rows: list[dict], ev: dict, s: dict, extra: list[str]) -> dict:
+    """The numbers of one variant: training metrics from its log, pass@n per ladder task from its evaluation."""
+    n = str(s["eval_n"])
+    return {"overrides": extra, **training_numbers(rows, s["steps"]),
             "truncated_max_window": max_window(rows, "response/truncated_frac", TAIL),
-            "kl_end": tail_mean(rows, "actor/kl", lo, steps),
             "pass_at_n": {t: v["pass@k"][n] for t, v in ev["tasks"].items()},
             "pass_at_1": {t: v["pass@k"]["1"] for t, v in ev["tasks"].items()}}
 
@@ -222,6 +217,20 @@ def format_variants(result: dict) -> str:
                      + " ".join(f"{r['pass_at_n'][t]:>6.3f}" for t in tasks)
                      + f"  {', '.join(r['expansion']) or 'none'}")
     return "\n".join(lines)
+
+
+def _fresh_start(out_dir: str | Path, seed: int) -> tuple[Path, dict, dict]:
+    """An empty ``out_dir`` (reproducible from its seeds: start clean), torch seeded, and the demo recipe split
+    into its training settings and its ``demo`` section."""
+    from prorl.config import load_recipe
+
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    torch.manual_seed(seed)
+    recipe = load_recipe(resources.files("prorl") / "recipes" / "demo.yaml")
+    return out, recipe, recipe.pop("demo")
 
 
 def make_warm_start(out: Path, demo: dict, *, warm_steps: int, seed: int) -> Path:
@@ -321,15 +330,7 @@ def summarise(runs: dict[str, Path], evals: dict[str, dict], seeds: list[int], s
     ablation = {}
     for name in ("prorl", "grpo"):
         for sd in seeds:
-            rows = _rows(runs[f"{name}_s{sd}"])
-            _, val = curve(rows, "val/pass@1/mean")
-            ablation[f"{name}_s{sd}"] = {
-                "entropy_start": tail_mean(rows, "actor/entropy", 1, min(TAIL, steps)),
-                "entropy_end": tail_mean(rows, "actor/entropy", lo, steps),
-                "val_start": val[0] if val else float("nan"), "val_end": val[-1] if val else float("nan"),
-                "val_best": max(val) if val else float("nan"),
-                "truncated_end": tail_mean(rows, "response/truncated_frac", lo, steps),
-                "kl_end": tail_mean(rows, "actor/kl", lo, steps)}
+            ablation[f"{name}_s{sd}"] = training_numbers(_rows(runs[f"{name}_s{sd}"]), steps)
     plain, length = _rows(runs[f"prorl_s{seeds[0]}"]), _rows(runs[f"prorl_length_s{seeds[0]}"])
     length_numbers = {
         "truncated_max_window": max_window(plain, "response/truncated_frac", TAIL),
